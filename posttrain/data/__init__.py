@@ -1,0 +1,1 @@
+"""Data adapters: raw records (local files or hub) → normalized records → tokenized batches."""

@@ -1,0 +1,307 @@
+"""YAML recipes: one file ties model, data, method hyperparameters and trainer arguments together.
+
+A recipe looks like::
+
+    # Launch: accelerate launch -m posttrain train recipes/cpl/quickstart.yaml
+    method: cpl
+    description: CPL on the embedded SmolLM2 with the bundled demo pairs
+    output_dir: outputs/cpl-quickstart
+    model: {name_or_path: "embedded:smollm2-135m-instruct", dtype: float32}
+    data:
+      train: {path: data/demo/preferences.jsonl, format: pairs}
+      max_length: 256
+    cpl: {alpha: 0.1, bias: 0.5}          # the method's section, named after the method
+    training: {learning_rate: 1.0e-5, max_steps: 50}   # anything the method's TrainingArguments accept
+
+Everything is validated before any model loads: an unknown key is named with the nearest valid key, a
+wrong type or range names its YAML path, a missing file is named. All of these raise :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from posttrain.errors import UserError, did_you_mean
+from posttrain.paths import find_file, recipes_dir
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraSection(_Section):
+    """PEFT LoRA adapter; when present only the adapter trains."""
+
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (lora_alpha).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules to adapt: 'all-linear' or a list of module names."
+    )
+    modules_to_save: list[str] | None = Field(None, description="Extra modules trained in full and saved.")
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
+
+
+class ModelSection(_Section):
+    name_or_path: str = Field(
+        description="Hub id, local directory, .gguf file, or an alias such as 'embedded:smollm2-135m-instruct'."
+    )
+    gguf_file: str | None = Field(None, description="GGUF file name inside name_or_path (a directory).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    tokenizer: str | None = Field(None, description="Tokenizer source when it differs from the model.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; 'auto' keeps the checkpoint's."
+    )
+    attn_implementation: str | None = Field(
+        None, description="eager, sdpa, flash_attention_2, ...; None lets transformers choose."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub repository.")
+    chat_template: str | None = Field(None, description="Jinja chat template overriding the tokenizer's.")
+    lora: LoraSection | None = Field(None, description="LoRA adapter settings; omit for full fine-tuning.")
+
+
+class DataSource(_Section):
+    path: str | None = Field(None, description="Local .json/.jsonl/.parquet file, optionally .gz.")
+    hub: str | None = Field(None, description="Hub dataset id (loaded with datasets.load_dataset).")
+    name: str | None = Field(None, description="Hub dataset configuration name.")
+    split: str = Field("train", description="Hub dataset split.")
+    format: Literal["auto", "pairs", "hh", "ranked"] = Field(
+        "auto",
+        description="pairs: prompt/chosen/rejected (text or messages); hh: Anthropic HH transcripts; "
+        "ranked: prompt/responses/scores; auto: detect from the first record.",
+    )
+    limit: int | None = Field(None, gt=0, description="Use only the first N records.")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of 'path' (local file) or 'hub' (dataset id)")
+        return self
+
+
+class DataSection(_Section):
+    train: DataSource
+    eval: DataSource | None = None
+    max_length: int = Field(1024, gt=1, description="Max tokens of prompt + response.")
+    max_prompt_length: int = Field(512, gt=0, description="Prompts are left-truncated to this many tokens.")
+    overlong: Literal["truncate", "drop"] = Field(
+        "truncate", description="Records over the limits: truncate them (counted) or drop them (counted)."
+    )
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError("max_prompt_length must be smaller than max_length")
+        return self
+
+
+class Recipe(_Section):
+    method: str = Field(description="Post-training method, e.g. 'cpl'.")
+    description: str = Field("", description="One line shown by `posttrain recipes`.")
+    output_dir: str = Field(description="Where checkpoints, logs and the resolved recipe go.")
+    model: ModelSection
+    data: DataSection
+    training: dict[str, Any] = Field(default_factory=dict, description="Trainer arguments.")
+    method_args: dict[str, Any] = Field(default_factory=dict, description="The method's own section.")
+    source: str | None = Field(None, exclude=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved recipe in recipe-file form (method section under its own name)."""
+        out = self.model_dump(exclude={"method_args", "source"})
+        training = out.pop("training")
+        out[self.method] = dict(self.method_args)
+        out["training"] = training
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def find_recipe(name: str) -> Path:
+    """A recipe path, or a bundled recipe's short name (``cpl/quickstart``)."""
+    for candidate in (name, f"{name}.yaml"):
+        found = find_file(candidate)
+        if found is not None and found.is_file():
+            return found
+    for candidate in (recipes_dir() / name, recipes_dir() / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"recipe not found: {name} (also looked in {recipes_dir()})")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe must be a YAML mapping (key: value), got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides; the value is parsed as YAML (``1e-5``, ``true``, ``[a, b]``)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"override '{item}' is not of the form key.sub=value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise UserError(f"override '{item}': '{'.'.join(parts[: i + 1])}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _format_pydantic(exc: ValidationError, where: str, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-after")]
+        path = prefix + ".".join(loc)
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(Recipe, loc[:-1]) if not prefix else None
+            hint = did_you_mean(loc[-1], parent.model_fields) if parent is not None else ""
+            lines.append(f"{where}: unknown key '{path}'{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"{where}: missing required key '{path}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            shown = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else ""
+            lines.append(f"{where}: {path or 'recipe'}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return None
+    return model
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def validate_dataclass_section(
+    cls: type, values: dict[str, Any], *, names: set[str], section: str, where: str
+) -> dict[str, Any]:
+    """Check ``values`` against the dataclass fields ``names`` of ``cls``: known keys, coercible types."""
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: '{section}' must be a mapping, got {type(values).__name__}")
+    hints = _type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        if key not in names:
+            raise UserError(f"{where}: unknown key '{section}.{key}'{did_you_mean(key, names)}")
+        try:
+            out[key] = TypeAdapter(hints[key]).validate_python(value)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            raise UserError(f"{where}: {section}.{key}: {msg} (got {value!r})") from None
+    return out
+
+
+def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: bool = True) -> Recipe:
+    """Read, override and validate a recipe. Raises :class:`UserError` on any mistake; loads no model."""
+    from posttrain.methods import get_method, method_names
+
+    path = find_recipe(name)
+    where = str(path)
+    data = apply_overrides(read_yaml(path), list(overrides or []))
+
+    method_name = data.get("method")
+    if not isinstance(method_name, str):
+        raise UserError(f"{where}: missing required key 'method' (one of: {', '.join(method_names())})")
+    if method_name not in method_names():
+        raise UserError(
+            f"{where}: method: unknown method '{method_name}'{did_you_mean(method_name, method_names())}"
+            f"; available: {', '.join(method_names())}"
+        )
+    method = get_method(method_name)
+    method_args = data.pop(method_name, None) or {}
+    for other in method_names():
+        if other in data:
+            raise UserError(f"{where}: section '{other}' does not belong to method '{method_name}'")
+    known = set(Recipe.model_fields) - {"method_args", "source"}
+    for key in sorted(set(data) - known):
+        raise UserError(f"{where}: unknown key '{key}'{did_you_mean(key, known | {method_name})}")
+    try:
+        recipe = Recipe.model_validate({**data, "method_args": {}})
+    except ValidationError as exc:
+        raise UserError(_format_pydantic(exc, where)) from None
+
+    recipe.method_args = method.validate_section(method_args, where)
+    recipe.training = validate_dataclass_section(
+        method.config_cls,
+        recipe.training,
+        names=method.training_fields(),
+        section="training",
+        where=where,
+    )
+    recipe.source = where
+    method.build_config(recipe)  # cross-field checks of the trainer arguments, nothing is written
+    if check_files:
+        _check_files(recipe, where)
+    return recipe
+
+
+def _check_files(recipe: Recipe, where: str) -> None:
+    for split in ("train", "eval"):
+        source = getattr(recipe.data, split)
+        if source is not None and source.path is not None and find_file(source.path) is None:
+            raise UserError(f"{where}: data.{split}.path: file not found: {source.path}")
+    name = recipe.model.name_or_path
+    looks_local = name.startswith(("/", ".", "~")) or name.endswith(".gguf") or recipe.model.gguf_file
+    if looks_local and not name.startswith("embedded:") and find_file(name) is None:
+        raise UserError(f"{where}: model.name_or_path: not found: {name}")
+    if name.startswith("embedded:"):
+        from posttrain.models import EMBEDDED_MODELS
+
+        alias = name.removeprefix("embedded:")
+        if alias not in EMBEDDED_MODELS:
+            raise UserError(
+                f"{where}: model.name_or_path: unknown embedded model '{alias}'"
+                f"{did_you_mean(alias, EMBEDDED_MODELS)}; available: {', '.join(EMBEDDED_MODELS)}"
+            )
+
+
+def dataclass_field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.init}
+
+
+def recipe_launch_comment(path: Path) -> str | None:
+    """The first comment line of a recipe (its launch command)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            return None
+    return None

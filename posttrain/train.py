@@ -1,0 +1,109 @@
+"""``posttrain train``: recipe → validated config → data → model → trainer → summary.
+
+Order matters for the error contract: the recipe, its files and the data are checked before the model
+loads, and the output directory is created only once everything loaded, so a mistake writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import yaml
+
+from posttrain.methods import get_method
+from posttrain.recipe import load_recipe
+
+
+def _plot_curves(log_history: list[dict], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("loss", "margin", "accuracy", "bc_loss") if any(k in row for row in log_history)]
+    if not keys:
+        return False
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        rows = [(row["step"], row[key]) for row in log_history if key in row and "step" in row]
+        ax.plot([s for s, _ in rows], [v for _, v in rows], marker=".")
+        evals = [(row["step"], row[f"eval_{key}"]) for row in log_history if f"eval_{key}" in row]
+        if evals:
+            ax.plot([s for s, _ in evals], [v for _, v in evals], marker="o", label="eval")
+            ax.legend()
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def summary_table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 3 + max(len(v) for _, v in rows))
+    return "\n".join([line, *(f"{k.ljust(width)} | {v}" for k, v in rows), line])
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) -> dict:
+    """Train a recipe; returns the run summary (also written to ``output_dir/run_summary.json``)."""
+    recipe = load_recipe(recipe_name, overrides)
+    method = get_method(recipe.method)
+    args = method.build_config(recipe)
+    start = time.time()
+    trainer, reports = method.setup()(recipe, args, progress=progress)
+    main = trainer.is_world_process_zero()
+    if main:
+        for report in reports:
+            print(f"[posttrain] data {report.summary()}", flush=True)
+    out = Path(args.output_dir)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.yaml").write_text(
+            f"# resolved from {recipe.source}\n" + yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+        )
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model()
+    history = trainer.state.log_history
+    train_logs = [row for row in history if "loss" in row]
+    first, last = (train_logs[0], train_logs[-1]) if train_logs else ({}, {})
+    summary = {
+        "method": recipe.method,
+        "model": recipe.model.name_or_path,
+        "output_dir": str(out),
+        "steps": trainer.state.global_step,
+        "train_runtime_s": round(time.time() - start, 1),
+        "train_loss": result.training_loss,
+        "first": {k: first[k] for k in first if k not in ("epoch", "step")},
+        "last": {k: last[k] for k in last if k not in ("epoch", "step")},
+        "data": [r.summary() for r in reports],
+    }
+    if main:
+        (out / "run_summary.json").write_text(json.dumps(summary, indent=2))
+        (out / "log_history.json").write_text(json.dumps(history, indent=2))
+        plotted = _plot_curves(history, out / "training_curves.png")
+        rows = [
+            ("method", recipe.method),
+            ("model", recipe.model.name_or_path),
+            ("steps", str(summary["steps"])),
+        ]
+        for key in ("loss", "accuracy", "margin", "logps/chosen", "logps/rejected", "bc_loss"):
+            if key in first or key in last:
+                rows.append(
+                    (key, f"{_fmt(first.get(key, float('nan')))} → {_fmt(last.get(key, float('nan')))}")
+                )
+        rows.append(("runtime", f"{summary['train_runtime_s']} s"))
+        rows.append(("saved", str(out)))
+        if plotted:
+            rows.append(("curves", str(out / "training_curves.png")))
+        print("\n[posttrain] run summary (first → last logged step)\n" + summary_table(rows), flush=True)
+    return summary

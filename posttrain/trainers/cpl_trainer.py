@@ -1,0 +1,224 @@
+"""CPL trainer: Contrastive Preference Learning for LLMs (Hejna et al., ICLR 2024, arXiv 2310.13639).
+
+CPL learns a policy straight from preferences: it treats α·log π as the optimal advantage, so a
+preference between two responses is explained by their summed (discounted) log-likelihoods and a
+contrastive loss trains the policy directly — no reward model, no RL, and (unlike DPO) no reference
+model. The math lives in :mod:`posttrain.losses.cpl`; this trainer computes token log-probs of every
+response, calls it, and adds CPL-BC's behaviour-cloning term:
+
+    loss = mean_records mean_pairs softplus(λ·S⁻ − S⁺) + w · NLL(bc_target tokens)
+
+with S = α·Σ_t γ^t log π(y_t | x, y_<t) over response tokens (or the γ-weighted mean, ``length_normalize``).
+
+It subclasses ``transformers.Trainer`` and overrides only ``compute_loss``, ``prediction_step`` and
+``log``, so DeepSpeed, FSDP, PEFT, mixed precision, checkpointing and logging integrations stay upstream's.
+TRL's ``DPOTrainer`` was not used as the base because CPL's ranked (K > 2 responses) mode and its BC
+warm-up do not fit DPO's chosen/rejected batches, and overriding its loss would replace most of it.
+
+Deviations from the paper and why:
+- Log-softmax is computed in fp32 on response positions only (memory; bf16 sums lose precision).
+- BC warm-up (``bc_warmup_steps``) restarts the optimizer state and LR schedule inside one run (the
+  official code builds a new optimizer after pre-training), so one launch and one checkpoint series cover
+  both phases.
+- ``kl_reference`` (CPL-KL, paper App. A) scores log π − log π_ref; with PEFT the reference is the base
+  model with adapters disabled, otherwise a frozen copy of the initial weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from posttrain.data.preference import adapt_preferences
+from posttrain.data.tokenize import RankedPreferenceCollator, tokenize_preferences
+from posttrain.losses.cpl import cpl_ranked_loss, segment_logps, sequence_nll
+from posttrain.trainers.cpl_config import CPLConfig
+from posttrain.trainers.utils import MetricsMixin, gather_token_logps, restart_optimizer_and_schedule
+
+
+class _RestartAfterBCWarmup(TrainerCallback):
+    def __init__(self, trainer: CPLTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == args.bc_warmup_steps:
+            restart_optimizer_and_schedule(self.trainer)
+
+
+class CPLTrainer(MetricsMixin, Trainer):
+    """Trainer for CPL on pairwise or ranked preferences. See the module docstring for the math."""
+
+    _tag_names = ["posttrain", "cpl"]
+
+    def __init__(
+        self,
+        model,
+        args: CPLConfig,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        peft_config=None,
+        ref_model=None,
+        data_collator=None,
+        callbacks=None,
+        optimizers=(None, None),
+    ):
+        if processing_class is None:
+            raise ValueError("CPLTrainer needs processing_class (the tokenizer)")
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        self._peft_reference = False
+        if args.kl_reference and ref_model is None:
+            if hasattr(model, "disable_adapter"):
+                self._peft_reference = True
+            else:
+                ref_model = copy.deepcopy(model)
+        if ref_model is not None:
+            ref_model.eval().requires_grad_(False)
+        train_dataset = self._prepare_dataset(train_dataset, processing_class, args)
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {
+                k: self._prepare_dataset(v, processing_class, args) for k, v in eval_dataset.items()
+            }
+        else:
+            eval_dataset = self._prepare_dataset(eval_dataset, processing_class, args)
+        collator = data_collator or RankedPreferenceCollator(pad_token_id=processing_class.pad_token_id)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        # The loss is a mean over records, so the Trainer must divide it by the accumulation steps.
+        self.model_accepts_loss_kwargs = False
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.ref_model = None
+        if ref_model is not None:
+            if self.is_deepspeed_enabled:
+                from trl.models.utils import prepare_deepspeed
+
+                self.ref_model = prepare_deepspeed(ref_model, self.accelerator)
+            else:
+                self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+        if args.bc_warmup_steps > 0:
+            self.add_callback(_RestartAfterBCWarmup(self))
+
+    @staticmethod
+    def _prepare_dataset(dataset, tokenizer, args: CPLConfig):
+        """Accept tokenized, normalized or raw preference data (lists or datasets.Dataset)."""
+        if dataset is None:
+            return None
+        from datasets import Dataset
+
+        columns = (
+            dataset.column_names if isinstance(dataset, Dataset) else list(dataset[0]) if dataset else []
+        )
+        if "prompt_ids" in columns:
+            return dataset if isinstance(dataset, Dataset) else Dataset.from_list(list(dataset))
+        records = dataset.to_list() if isinstance(dataset, Dataset) else list(dataset)
+        if "responses" not in columns or "scores" not in columns:
+            records, _ = adapt_preferences(records, "auto", "train_dataset")
+        tokenized = tokenize_preferences(
+            records, tokenizer, max_length=args.max_length, max_prompt_length=args.max_prompt_length
+        )
+        return Dataset.from_list(tokenized)
+
+    def _token_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+        ).logits
+        mask = inputs["response_mask"][:, 1:].bool()
+        return gather_token_logps(logits[:, :-1], inputs["input_ids"][:, 1:], mask), mask
+
+    @torch.no_grad()
+    def _reference_token_logps(self, inputs) -> torch.Tensor:
+        if self._peft_reference:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            with unwrapped.disable_adapter():
+                return self._token_logps(self.model, inputs)[0]
+        return self._token_logps(self.ref_model, inputs)[0]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        args: CPLConfig = self.args
+        mode = "train" if model.training else "eval"
+        token_logps, mask = self._token_logps(model, inputs)
+        nll = sequence_nll(token_logps, mask)
+        bc_rows = inputs["is_best"] if args.bc_target == "chosen" else torch.ones_like(inputs["is_best"])
+        bc_loss = nll[bc_rows].mean()
+
+        score_logps = token_logps
+        if args.kl_reference:
+            score_logps = token_logps - self._reference_token_logps(inputs)
+        seq_logps = segment_logps(score_logps, mask, gamma=args.gamma, average=args.length_normalize)
+        num_records = int(inputs["is_best"].sum())
+        cpl, metrics = cpl_ranked_loss(
+            seq_logps,
+            inputs["better"],
+            inputs["worse"],
+            inputs["pair_record"],
+            num_records,
+            alpha=args.alpha,
+            bias=args.bias,
+        )
+        in_warmup = mode == "train" and self.state.global_step < args.bc_warmup_steps
+        if in_warmup:
+            loss = bc_loss
+        elif args.bc_weight > 0:
+            loss = cpl + args.bc_weight * bc_loss
+        else:
+            loss = cpl
+        metrics.update({"cpl_loss": cpl.detach(), "bc_loss": bc_loss.detach()})
+        self.record_metrics(mode, metrics)
+        return (loss, {"seq_logps": seq_logps.detach()}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+
+def setup_from_recipe(recipe, args: CPLConfig, *, progress: bool = True):
+    """Build a CPLTrainer from a validated recipe: data first (cheap errors), then the model."""
+    from datasets import Dataset
+
+    from posttrain.data.preference import load_preference_split
+    from posttrain.models import load_model, load_tokenizer, peft_config
+
+    tokenizer = load_tokenizer(recipe.model)
+    reports = []
+    splits: dict[str, Any] = {}
+    for name in ("train", "eval"):
+        source = getattr(recipe.data, name)
+        if source is None:
+            continue
+        records, report = load_preference_split(
+            source,
+            tokenizer,
+            max_length=args.max_length,
+            max_prompt_length=args.max_prompt_length,
+            overlong=recipe.data.overlong,
+            progress=progress,
+        )
+        reports.append(report)
+        splits[name] = Dataset.from_list(records)
+    model = load_model(recipe.model)
+    trainer = CPLTrainer(
+        model,
+        args,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("eval"),
+        processing_class=tokenizer,
+        peft_config=peft_config(recipe.model),
+    )
+    return trainer, reports

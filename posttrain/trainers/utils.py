@@ -1,0 +1,58 @@
+"""Pieces shared by posttrain's trainers: token log-probs, metric logging, optimizer restarts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+
+def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log π(label) at masked positions, 0 elsewhere; (N, L, V), (N, L), (N, L) → (N, L) fp32.
+
+    Only masked rows of the logits are upcast and normalised, so prompt and padding positions cost no
+    fp32 copy of the vocabulary dimension.
+    """
+    selected = logits[mask].float()
+    logps = torch.log_softmax(selected, dim=-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
+    return out.masked_scatter(mask, logps)
+
+
+class MetricsMixin:
+    """Collects per-step metrics and merges their means (across processes) into the Trainer's logs."""
+
+    _metrics: dict[str, defaultdict]
+
+    def record_metrics(self, mode: str, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            value = value.detach().float()
+            local = value.mean() if value.numel() else torch.tensor(float("nan"), device=value.device)
+            gathered = self.accelerator.gather(local.reshape(1))
+            self._metrics[mode][key].append(torch.nanmean(gathered).item())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        for key, values in self._metrics[mode].items():
+            logs[prefix + key] = sum(values) / len(values)
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+
+def _innermost_optimizer(optimizer) -> torch.optim.Optimizer:
+    # AcceleratedOptimizer and DeepSpeed's ZeRO optimizers wrap a torch optimizer in `.optimizer`.
+    while hasattr(optimizer, "optimizer") and optimizer.optimizer is not optimizer:
+        optimizer = optimizer.optimizer
+    return optimizer
+
+
+def restart_optimizer_and_schedule(trainer) -> None:
+    """Forget the optimizer's moments and start a fresh LR schedule for the remaining steps."""
+    inner = _innermost_optimizer(trainer.optimizer)
+    inner.state = defaultdict(dict)  # Adam-style optimizers re-create their moments lazily
+    remaining = max(trainer.state.max_steps - trainer.state.global_step, 1)
+    trainer.lr_scheduler = None
+    scheduler = trainer.create_scheduler(num_training_steps=remaining, optimizer=inner)
+    if trainer.is_deepspeed_enabled:  # the engine steps its own reference to the scheduler
+        trainer.model_wrapped.lr_scheduler = scheduler
