@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return ns.func(ns)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, as promised: pydantic (several errors) and TrainingArguments messages span lines.
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -53,14 +53,19 @@ def read_local(path_str: str) -> list[dict[str, Any]]:
             if not isinstance(records, list):
                 raise UserError(f"{path_str}: expected a JSON list of records")
         elif kind == ".parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            records = pq.read_table(path).to_pylist()
+            source = io.BytesIO(gzip.decompress(path.read_bytes())) if path.suffix == ".gz" else path
+            try:
+                records = pq.read_table(source).to_pylist()
+            except pa.ArrowException as exc:
+                raise UserError(f"{path_str}: cannot read parquet: {exc}") from None
         else:
             raise UserError(
                 f"{path_str}: unsupported file type '{kind}' (use .json, .jsonl, .parquet, or .gz)"
             )
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
         raise UserError(f"{path_str}: cannot read: {exc}") from None
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
