@@ -55,34 +55,32 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def cpu_multiprocess_fallback(args=None) -> None:
+def cpu_multiprocess_overrides() -> list[str]:
     """Under ``accelerate launch`` with several processes and no GPU, run them on CPU over gloo.
 
     accelerate's ``--cpu`` selects its single-process launcher, so the CPU configs (launch/cpu_2proc*.yaml)
-    use the torchrun launcher and each process opts into CPU here, before the Trainer sets up devices.
-    Without gloo, DeepSpeed's world size (2) disagrees with the Trainer's (1) and DeepSpeed stops with
-    "train_batch_size is not equal to micro_batch_per_gpu * gradient_acc_step * world_size".
+    use the torchrun launcher and each process opts into CPU here, before any TrainingArguments exists
+    (its ``__post_init__`` sets up devices). Under DeepSpeed the process group must use gloo: otherwise the
+    Trainer sees one process while DeepSpeed sees two and stops with "train_batch_size is not equal to
+    micro_batch_per_gpu * gradient_acc_step * world_size". Returns recipe overrides to apply.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
+        return []
     import torch
 
     if torch.cuda.is_available():
-        return
+        return []
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        if args is not None:  # read when the Trainer builds its Accelerator
-            args.ddp_backend = args.ddp_backend or "gloo"
-    else:  # read by TrainingArguments.__post_init__, so set before any config is built
-        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+        return ["training.ddp_backend=gloo"]
+    os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    return []
 
 
 def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) -> dict:
     """Train a recipe; returns the run summary (also written to ``output_dir/run_summary.json``)."""
-    cpu_multiprocess_fallback()
-    recipe = load_recipe(recipe_name, overrides)
+    recipe = load_recipe(recipe_name, [*overrides, *cpu_multiprocess_overrides()])
     method = get_method(recipe.method)
     args = method.build_config(recipe)
-    cpu_multiprocess_fallback(args)
     start = time.time()
     trainer, reports = method.setup()(recipe, args, progress=progress)
     main = trainer.is_world_process_zero()

@@ -121,6 +121,7 @@ def test_missing_file():
         ("plain.jsonl.gz", b'{"prompt": "x"}\n', "cannot read"),
         ("text.parquet", b"not a parquet file", "cannot read parquet"),
     ],
+    ids=["latin1", "not-gzip", "not-parquet"],
 )
 def test_unreadable_files_are_user_errors(tmp_path, name, content, match):
     path = tmp_path / name

@@ -100,19 +100,19 @@ def test_base_recipe_validates(tmp_path):
 # Unknown keys, wrong types and ranges
 
 
-@pytest.mark.parametrize(
-    ("dotted", "value", "nearest"),
-    [
-        ("trainig", {"max_steps": 3}, "training"),
-        ("model.dtpye", "float32", "dtype"),
-        ("model.lora.rr", 8, "r"),
-        ("data.train.fromat", "pairs", "format"),
-        ("data.eval.pth", PAIRS_EVAL, "path"),
-        ("data.max_lenght", 64, "max_length"),
-        ("cpl.alhpa", 0.2, "alpha"),
-        ("training.learnig_rate", 1e-4, "learning_rate"),
-    ],
-)
+UNKNOWN_KEYS = [
+    ("trainig", {"max_steps": 3}, "training"),
+    ("model.dtpye", "float32", "dtype"),
+    ("model.lora.rr", 8, "r"),
+    ("data.train.fromat", "pairs", "format"),
+    ("data.eval.pth", PAIRS_EVAL, "path"),
+    ("data.max_lenght", 64, "max_length"),
+    ("cpl.alhpa", 0.2, "alpha"),
+    ("training.learnig_rate", 1e-4, "learning_rate"),
+]
+
+
+@pytest.mark.parametrize(("dotted", "value", "nearest"), UNKNOWN_KEYS, ids=[c[0] for c in UNKNOWN_KEYS])
 def test_unknown_key_names_path_and_nearest(tmp_path, dotted, value, nearest):
     msg = load_error(make_recipe(tmp_path, {dotted: value}))
     assert f"unknown key '{dotted}'" in msg
