@@ -151,7 +151,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides; the value is parsed as YAML (``1e-5``, ``true``, ``[a, b]``)."""
+    """Apply ``key.sub=value`` overrides; the value is parsed as YAML (``true``, ``3``, ``[a, b]``).
+
+    YAML 1.1 reads ``1e-5`` as a string; typed fields (learning_rate, ...) still coerce it to a float.
+    """
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -267,7 +270,9 @@ def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: b
         where=where,
     )
     recipe.source = where
-    method.build_config(recipe)  # cross-field checks of the trainer arguments, nothing is written
+    config = method.build_config(recipe)  # cross-field checks of the trainer arguments; nothing is written
+    # Resolved: the method section lists every hyperparameter, defaults included.
+    recipe.method_args = {name: getattr(config, name) for name in sorted(method.method_fields())}
     if check_files:
         _check_files(recipe, where)
     return recipe
