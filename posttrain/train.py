@@ -108,6 +108,8 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         "first": {k: first[k] for k in first if k not in ("epoch", "step")},
         "last": {k: last[k] for k in last if k not in ("epoch", "step")},
         "data": [r.summary() for r in reports],
+        "world_size": trainer.accelerator.num_processes,
+        "distributed_type": str(trainer.accelerator.distributed_type.value),
     }
     if main:
         (out / "run_summary.json").write_text(json.dumps(summary, indent=2))
