@@ -22,11 +22,9 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _cmd_validate(ns: argparse.Namespace) -> int:
-    from posttrain.methods import get_method
     from posttrain.recipe import load_recipe
 
     recipe = load_recipe(ns.recipe, ns.overrides)
-    get_method(recipe.method).build_config(recipe)
     print(f"ok: {recipe.source} ({recipe.method}, model {recipe.model.name_or_path})")
     return 0
 

@@ -68,9 +68,16 @@ class Method:
             self.config_cls, values, names=self.method_fields(), section=self.name, where=where
         )
 
-    def build_config(self, recipe: Recipe):
-        """The trainer config for a validated recipe; bad values become :class:`UserError`."""
+    def build_config(self, recipe: Recipe, *, hardware_neutral: bool = False):
+        """The trainer config for a validated recipe; bad values become :class:`UserError`.
+
+        ``hardware_neutral`` drops the settings TrainingArguments checks against this machine's devices
+        (bf16/fp16/tf32), so a GPU recipe validates on a laptop.
+        """
         kwargs = {**recipe.training, **recipe.method_args, **self.derived(recipe)}
+        if hardware_neutral:
+            for key in ("bf16", "fp16", "tf32", "bf16_full_eval", "fp16_full_eval"):
+                kwargs.pop(key, None)
         try:
             return self.config_cls(output_dir=recipe.output_dir, **kwargs)
         except ConfigFieldError as exc:

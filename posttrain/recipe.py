@@ -72,6 +72,7 @@ class DataSource(_Section):
     path: str | None = Field(None, description="Local .json/.jsonl/.parquet file, optionally .gz.")
     hub: str | None = Field(None, description="Hub dataset id (loaded with datasets.load_dataset).")
     name: str | None = Field(None, description="Hub dataset configuration name.")
+    data_dir: str | None = Field(None, description="Sub-directory of a hub dataset (e.g. 'harmless-base').")
     split: str = Field("train", description="Hub dataset split.")
     format: Literal["auto", "pairs", "hh", "ranked"] = Field(
         "auto",
@@ -270,7 +271,9 @@ def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: b
         where=where,
     )
     recipe.source = where
-    config = method.build_config(recipe)  # cross-field checks of the trainer arguments; nothing is written
+    config = method.build_config(
+        recipe, hardware_neutral=True
+    )  # cross-field checks of the trainer arguments; nothing is written
     # Resolved: the method section lists every hyperparameter, defaults included.
     recipe.method_args = {name: getattr(config, name) for name in sorted(method.method_fields())}
     if check_files:

@@ -57,8 +57,15 @@ def single_process_losses(tmp_path_factory, tiny_model_dir):
     recipe = _recipe(tmp, tiny_model_dir)
     out = tmp / "out"
     _run(
-        [sys.executable, "-m", "posttrain", "train", str(recipe), f"output_dir={out}",
-         "training.per_device_train_batch_size=8"]
+        [
+            sys.executable,
+            "-m",
+            "posttrain",
+            "train",
+            str(recipe),
+            f"output_dir={out}",
+            "training.per_device_train_batch_size=8",
+        ]
     )
     return _losses(out)
 
@@ -68,8 +75,19 @@ def test_two_process_loss_matches_single_process(config, tmp_path, tiny_model_di
     recipe = _recipe(tmp_path, tiny_model_dir)
     out = tmp_path / "out"
     proc = _run(
-        [ACCELERATE, "launch", "--config_file", str(ROOT / "launch" / config), "--main_process_port", "0",
-         "-m", "posttrain", "train", str(recipe), f"output_dir={out}"]
+        [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            str(ROOT / "launch" / config),
+            "--main_process_port",
+            "0",
+            "-m",
+            "posttrain",
+            "train",
+            str(recipe),
+            f"output_dir={out}",
+        ]
     )
     losses = _losses(out)
     assert len(losses) == len(single_process_losses) == 3

@@ -73,11 +73,13 @@ def read_local(path_str: str) -> list[dict[str, Any]]:
     return records
 
 
-def read_hub(dataset_id: str, name: str | None, split: str) -> list[dict[str, Any]]:
+def read_hub(
+    dataset_id: str, name: str | None, split: str, data_dir: str | None = None
+) -> list[dict[str, Any]]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(dataset_id, name, split=split)
+        ds = datasets.load_dataset(dataset_id, name, split=split, data_dir=data_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"hub dataset {dataset_id} ({name or 'default'}, split {split}): {exc}") from None
     return ds.to_list()
@@ -88,7 +90,10 @@ def read_source(source) -> tuple[list[dict[str, Any]], str]:
     if source.path is not None:
         records, label = read_local(source.path), source.path
     else:
-        records, label = read_hub(source.hub, source.name, source.split), f"{source.hub}:{source.split}"
+        records, label = (
+            read_hub(source.hub, source.name, source.split, source.data_dir),
+            f"{source.hub}:{source.split}",
+        )
     if source.limit is not None:
         records = records[: source.limit]
     return records, label
