@@ -110,6 +110,13 @@ METHODS: dict[str, Method] = {
         setup_path="posttrain.trainers.cpl_trainer:setup_from_recipe",
         derived=_lm_derived,
     ),
+    "rlbff": Method(
+        name="rlbff",
+        summary="RLBFF principle reward model (NVIDIA 2025): Yes/No-token or scalar head; Bradley–Terry baseline",
+        config_path="posttrain.trainers.principle_rm_config:PrincipleRMConfig",
+        setup_path="posttrain.trainers.principle_rm_trainer:setup_from_recipe",
+        derived=_lm_derived,
+    ),
 }
 
 

@@ -124,10 +124,11 @@ def load_tokenizer(model_cfg, *, padding_side: str = "right"):
     return tokenizer
 
 
-def load_model(model_cfg):
-    """A causal LM per the recipe's model section (no PEFT; see :func:`peft_config`)."""
+def load_model(model_cfg, *, kind: str = "causal_lm"):
+    """A causal LM (or a one-output sequence classifier, ``kind="sequence_classification"``) per the
+    recipe's model section; PEFT is applied by the trainer (see :func:`peft_config`)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = resolve_model_path(model_cfg.name_or_path, model_cfg.gguf_file)
     dtype = "auto" if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
@@ -138,16 +139,23 @@ def load_model(model_cfg):
     }
     if model_cfg.attn_implementation is not None:
         kwargs["attn_implementation"] = model_cfg.attn_implementation
+    if kind == "sequence_classification":
+        auto, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
+    else:
+        auto = AutoModelForCausalLM
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = auto.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise UserError(f"model.name_or_path: cannot load '{model_cfg.name_or_path}': {exc}") from None
+    if kind == "sequence_classification" and model.config.pad_token_id is None:
+        # the head pools the last non-pad token, so the config must know the pad id
+        model.config.pad_token_id = load_tokenizer(model_cfg).pad_token_id
     if model_cfg.gradient_checkpointing:
         model.config.use_cache = False
     return model
 
 
-def peft_config(model_cfg):
+def peft_config(model_cfg, *, task_type: str = "CAUSAL_LM"):
     """A ``peft.LoraConfig`` for the recipe's ``model.lora`` section, or None."""
     if model_cfg.lora is None:
         return None
@@ -161,5 +169,5 @@ def peft_config(model_cfg):
         target_modules=lora.target_modules,
         modules_to_save=lora.modules_to_save,
         use_rslora=lora.use_rslora,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )

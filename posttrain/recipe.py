@@ -74,10 +74,11 @@ class DataSource(_Section):
     name: str | None = Field(None, description="Hub dataset configuration name.")
     data_dir: str | None = Field(None, description="Sub-directory of a hub dataset (e.g. 'harmless-base').")
     split: str = Field("train", description="Hub dataset split.")
-    format: Literal["auto", "pairs", "hh", "ranked"] = Field(
+    format: Literal["auto", "pairs", "hh", "ranked", "principles"] = Field(
         "auto",
         description="pairs: prompt/chosen/rejected (text or messages); hh: Anthropic HH transcripts; "
-        "ranked: prompt/responses/scores; auto: detect from the first record.",
+        "ranked: prompt/responses/scores; principles: context/response/principle/fulfilment (RLBFF); "
+        "auto: detect from the first record.",
     )
     limit: int | None = Field(None, gt=0, description="Use only the first N records.")
 

@@ -28,7 +28,8 @@ def _corpus() -> list[str]:
     for path in sorted(DEMO.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             lines.append(" ".join(str(v) for v in json.loads(line).values()))
-    return lines
+    # the Yes/No principle RM needs both answers as single tokens
+    return lines + ["Yes", "No", "Evaluate the response principle. Only answer Yes or No."] * 50
 
 
 def build_tiny_tokenizer(out_dir: Path):

@@ -182,6 +182,8 @@ def adapt_preferences(records: list[dict], fmt: str, source: str) -> tuple[list[
             fmt = detect_format(records[0])
         except UserError as exc:
             raise UserError(f"{source}: record 1: {exc}") from None
+    if fmt not in ADAPTERS:
+        raise UserError(f"{source}: format '{fmt}' is not a preference format ({', '.join(ADAPTERS)})")
     adapter = ADAPTERS[fmt]
     out = []
     for i, rec in enumerate(records):

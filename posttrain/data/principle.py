@@ -1,0 +1,131 @@
+"""Principle records for RLBFF reward models (the HelpSteer3-Principle format).
+
+A record::
+
+    {"context": [{"role": "user", "content": ...}, ...] | "plain prompt",
+     "response": "...", "principle": "The response is at most 20 words long.", "fulfilment": "Yes"}
+
+``fulfilment`` is Yes, No or Partially. As in the paper, Partially is dropped by default and counted
+(``partially_as`` can map it to Yes or No instead). Any other label, a missing field or an empty principle
+is an error naming the record.
+
+The RM input is the conversation [context…, assistant: response, user: evaluation question] rendered with
+the chat template and its generation prompt (see :func:`build_rm_messages`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from posttrain.data.preference import DropReport, _as_messages, _require, _where
+from posttrain.errors import UserError
+
+LABELS = {"yes": 1, "no": 0}
+
+# The paper's evaluation turn (RLBFF §3, the principle RM's prompt).
+DEFAULT_TEMPLATE = (
+    "Evaluate the response to the previous prompt in terms of whether it satisfies this principle: "
+    "{principle}. Only answer Yes or No."
+)
+
+
+def build_rm_messages(
+    context: str | list[dict[str, str]],
+    response: str,
+    principle: str | None,
+    template: str = DEFAULT_TEMPLATE,
+) -> list[dict[str, str]]:
+    """[context…, assistant: response, user: template(principle)]; no evaluation turn when principle is None.
+
+    A trailing period of the principle is dropped so the template's own period does not double it.
+    """
+    messages = _as_messages(context, "context", "context")
+    messages = [*messages, {"role": "assistant", "content": response}]
+    if principle is not None:
+        messages.append({"role": "user", "content": template.format(principle=principle.strip().rstrip("."))})
+    return messages
+
+
+def adapt_principles(
+    records: list[dict[str, Any]], source: str, *, partially_as: str | None = None
+) -> tuple[list[dict[str, Any]], DropReport]:
+    """Validate principle records → {"context", "response", "principle", "label"} (label 1 = Yes, 0 = No)."""
+    if not records:
+        raise UserError(f"{source}: no records")
+    report = DropReport(source=source, read=len(records))
+    out = []
+    for i, rec in enumerate(records):
+        where = _where(source, i)
+        context = _as_messages(_require(rec, "context", where), where, "context")
+        response, principle = _require(rec, "response", where), _require(rec, "principle", where)
+        label = _require(rec, "fulfilment", where)
+        if not isinstance(response, str):
+            raise UserError(f"{where}: field 'response' must be a string")
+        if not isinstance(principle, str) or not principle.strip():
+            raise UserError(f"{where}: field 'principle' must be a non-empty string")
+        key = str(label).strip().lower()
+        if key == "partially":
+            if partially_as is None:
+                report.drop("fulfilment Partially")
+                continue
+            key = partially_as.lower()
+        if key not in LABELS:
+            raise UserError(f"{where}: field 'fulfilment' must be Yes, No or Partially, got {label!r}")
+        if not response.strip():
+            report.drop("empty response")
+            continue
+        out.append({"context": context, "response": response, "principle": principle, "label": LABELS[key]})
+    report.kept = len(out)
+    return out, report
+
+
+def tokenize_principles(
+    records: list[dict[str, Any]],
+    tokenizer,
+    *,
+    max_length: int,
+    template: str = DEFAULT_TEMPLATE,
+    report: DropReport | None = None,
+) -> list[dict[str, Any]]:
+    """Render and tokenize; records longer than ``max_length`` are dropped (truncating would cut the
+    question or the response, the two parts the label is about)."""
+    out = []
+    for rec in records:
+        messages = build_rm_messages(rec["context"], rec["response"], rec["principle"], template)
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):  # some tokenizers return a BatchEncoding
+            ids = ids["input_ids"]
+        if len(ids) > max_length:
+            if report is not None:
+                report.drop("over max_length")
+            continue
+        out.append({"input_ids": list(ids), "label": rec["label"]})
+    if report is not None:
+        report.kept = len(out)
+    return out
+
+
+@dataclass
+class LeftPadCollator:
+    """Left-pads so every row's last position is the one the RM reads (the first assistant token)."""
+
+    pad_token_id: int
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(len(f["input_ids"]) for f in features)
+        input_ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), length), dtype=torch.long)
+        for row, feature in enumerate(features):
+            ids = feature["input_ids"]
+            input_ids[row, length - len(ids) :] = torch.tensor(ids)
+            attention_mask[row, length - len(ids) :] = 1
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "fulfilled": torch.tensor([f["label"] for f in features], dtype=torch.long),
+        }

@@ -1,0 +1,1 @@
+"""Reward functions: principle reward models (RLBFF) and the TRL reward-function wrappers around them."""

@@ -1,0 +1,50 @@
+"""Configuration of the RLBFF principle reward-model trainer (arXiv 2509.21319)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import TrainingArguments
+
+from posttrain.data.principle import DEFAULT_TEMPLATE
+from posttrain.methods import ConfigFieldError
+
+
+@dataclass
+class PrincipleRMConfig(TrainingArguments):
+    """TrainingArguments plus the RM form and its data handling. In a recipe these go under ``rlbff:``."""
+
+    form: Literal["yes_no", "scalar_head", "bradley_terry"] = field(
+        default="yes_no",
+        metadata={
+            "help": "yes_no: the paper's RM, reward = logit(Yes) − logit(No) after an evaluation question; "
+            "scalar_head: a sequence-classification head on the same input, BCE on fulfilment; "
+            "bradley_terry: the baseline, TRL's RewardTrainer on preference pairs (no principle)."
+        },
+    )
+    template: str = field(
+        default=DEFAULT_TEMPLATE,
+        metadata={"help": "The evaluation question appended as a user turn; must contain {principle}."},
+    )
+    partially_as: Literal["Yes", "No"] | None = field(
+        default=None,
+        metadata={
+            "help": "Map 'Partially' labels to Yes or No; None drops them (the paper's choice), counted."
+        },
+    )
+    max_length: int = field(
+        default=2048, metadata={"help": "Records whose rendered RM input is longer are dropped (counted)."}
+    )
+    max_prompt_length: int = field(
+        default=1024,
+        metadata={"help": "Bradley–Terry pairs only: prompts are left-truncated to this length."},
+    )
+
+    def __post_init__(self):
+        if "{principle}" not in self.template:
+            raise ConfigFieldError("template", "must contain '{principle}'")
+        if self.learning_rate <= 0:
+            raise ConfigFieldError("learning_rate", f"must be > 0, got {self.learning_rate}")
+        self.remove_unused_columns = False
+        super().__post_init__()
