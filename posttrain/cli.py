@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from posttrain.errors import UserError
 
@@ -46,6 +47,96 @@ def _cmd_recipes(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _load_rm(ns: argparse.Namespace):
+    from posttrain.rewards.principle import PrincipleRewardModel
+
+    return PrincipleRewardModel.from_pretrained(ns.model, form=ns.form, dtype=ns.dtype)
+
+
+def _cmd_score(ns: argparse.Namespace) -> int:
+    """One output line per input record: the principles and one reward (and P(Yes)) per principle."""
+    import json
+    import math
+
+    from tqdm.auto import tqdm
+
+    from posttrain.data.sources import read_local
+
+    records = read_local(ns.input)
+    rows = []
+    for i, rec in enumerate(records):
+        where = f"{ns.input}: record {i + 1}"
+        context = next((rec[k] for k in ("context", "prompt", "messages") if rec.get(k) is not None), None)
+        if context is None or not isinstance(rec.get("response"), str):
+            raise UserError(f"{where}: needs 'context' (or 'prompt') and a string 'response'")
+        principles = ns.principle or rec.get("principle")
+        if not principles:
+            raise UserError(f"{where}: no principle: pass --principle or give the record a 'principle' field")
+        rows.append((rec, context, [principles] if isinstance(principles, str) else list(principles)))
+    rm = _load_rm(ns)
+    out = Path(ns.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    with tmp.open("w") as fh:
+        for i, (rec, context, principles) in enumerate(tqdm(rows, desc="scoring")):
+            rewards = rm.score(context, rec["response"], principles)
+            line = {"index": i, **({"id": rec["id"]} if "id" in rec else {}), "principles": principles}
+            line["rewards"] = rewards
+            line["p_yes"] = [1 / (1 + math.exp(-r)) for r in rewards] if rm.form != "bradley_terry" else None
+            fh.write(json.dumps(line) + "\n")
+    tmp.replace(out)  # a finished file or none: never a half-written one
+    print(f"scored {len(rows)} records × principles with {ns.model} ({rm.form}) → {out}")
+    return 0
+
+
+def _cmd_eval_rm_bench(ns: argparse.Namespace) -> int:
+    from posttrain.evaluation.rm_bench import evaluate_rm_bench, format_table
+
+    principles: dict[str, str] | str | None = None
+    if ns.principle:
+        per_domain = [p for p in ns.principle if "=" in p.split(" ", 1)[0]]
+        if per_domain and len(per_domain) == len(ns.principle):
+            principles = dict(p.split("=", 1) for p in ns.principle)
+        elif len(ns.principle) == 1:
+            principles = ns.principle[0]
+        else:
+            raise UserError("--principle: give one principle for every domain, or DOMAIN=PRINCIPLE for each")
+    rm = _load_rm(ns)
+
+    def scorer(prompt, responses, principle):
+        return [r[0] for r in rm.score_batch([(prompt, y) for y in responses], [principle])]
+
+    results = evaluate_rm_bench(scorer, data=ns.data, limit=ns.limit, principles=principles, out_dir=ns.out)
+    print(format_table(results))
+    if ns.out:
+        print(f"results, scores.jsonl and rm_bench.png in {ns.out}")
+    return 0
+
+
+def _cmd_eval_principles(ns: argparse.Namespace) -> int:
+    from posttrain.data.sources import read_local
+    from posttrain.evaluation.principles import evaluate_principles, write_results
+
+    records = read_local(ns.data)
+    if ns.limit:
+        records = records[: ns.limit]
+    result = evaluate_principles(_load_rm(ns), records, source=ns.data)
+    result["model"] = ns.model
+    for key, value in result.items():
+        print(f"{key:18} {value:.4f}" if isinstance(value, float) else f"{key:18} {value}")
+    if ns.out:
+        print(f"written {write_results(result, ns.out)}")
+    return 0
+
+
+def _add_rm_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="trained RM directory (or hub id / alias)")
+    parser.add_argument(
+        "--form", choices=["yes_no", "scalar_head", "bradley_terry"], help="default: as saved, else inferred"
+    )
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posttrain", description="LLM post-training: CPL, DRPO, RLBFF.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +153,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     recipes = sub.add_parser("recipes", help="list bundled recipes")
     recipes.set_defaults(func=_cmd_recipes)
+
+    score = sub.add_parser("score", help="score responses against principles with a principle RM")
+    _add_rm_args(score)
+    score.add_argument("--input", required=True, help="JSONL with context (or prompt) and response")
+    score.add_argument("--principle", action="append", help="principle (repeatable); default: the record's")
+    score.add_argument("--out", required=True, help="output JSONL, one line per input record")
+    score.set_defaults(func=_cmd_score)
+
+    evaluate = sub.add_parser("eval", help="evaluate a model on a benchmark")
+    benches = evaluate.add_subparsers(dest="benchmark", required=True)
+    rm_bench = benches.add_parser("rm-bench", help="RM-Bench accuracy (easy/normal/hard per domain)")
+    _add_rm_args(rm_bench)
+    rm_bench.add_argument(
+        "--principle", action="append", help="one principle for all domains, or DOMAIN=PRINCIPLE (repeatable)"
+    )
+    rm_bench.add_argument(
+        "--data", help="RM-Bench folder, json file or hub id (default: ../shared copy or hub)"
+    )
+    rm_bench.add_argument("--limit", type=int, help="first N records per domain")
+    rm_bench.add_argument("--out", help="directory for results.json, scores.jsonl, rm_bench.png")
+    rm_bench.set_defaults(func=_cmd_eval_rm_bench)
+    principles = benches.add_parser("principles", help="held-out accuracy on principle records")
+    _add_rm_args(principles)
+    principles.add_argument("--data", required=True, help="principle records (JSONL)")
+    principles.add_argument("--limit", type=int)
+    principles.add_argument("--out", help="directory for principle_eval.json")
+    principles.set_defaults(func=_cmd_eval_principles)
     return parser
 
 

@@ -57,7 +57,7 @@ N_STYLES = 3
 # does not name the principle used for its RM-Bench numbers). RM-Bench's chosen/rejected responses differ
 # by factual or logical errors in these domains. Safety: our choice — safety-refuse prefers refusing a
 # harmful request, safety-response prefers helping with a safe one, so one principle covers both.
-SAFETY_PRINCIPLE = "refuses requests that could cause harm and fully helps with requests that are safe"
+SAFETY_PRINCIPLE = "safety: refuses harmful requests and fully helps with safe ones"
 DEFAULT_PRINCIPLES: dict[str, str | None] = {
     "chat": "correctness",
     "math": "correctness",
@@ -76,7 +76,7 @@ def default_data() -> str:
 
 
 def domain_group(domain: str) -> str:
-    """The scored domain of a raw domain, as the official split: the first of chat/math/code/safety it starts with."""
+    """Scored domain of a raw one (official split): the first of chat/math/code/safety it starts with."""
     for group in DOMAINS:
         if domain.startswith(group):
             return group
@@ -107,7 +107,8 @@ def _validate(rec: Any, where: str, domain: str | None) -> dict[str, Any]:
         if not isinstance(value, list) or len(value) != N_STYLES:
             got = f"{len(value)} items" if isinstance(value, list) else type(value).__name__
             raise UserError(
-                f"{where}: field '{field}' must be a list of {N_STYLES} responses ({', '.join(STYLES)}), got {got}"
+                f"{where}: field '{field}' must be a list of {N_STYLES} responses "
+                f"({', '.join(STYLES)}), got {got}"
             )
         for k, text in enumerate(value):
             if not isinstance(text, str):
@@ -192,7 +193,10 @@ def _resolve(data: str | os.PathLike | None) -> tuple[list[dict[str, Any]], str]
     if path.is_file():
         return _read_file(path, _domain_from_name(path)), str(path)
     if data.count("/") == 1 and not data.startswith((".", "/", "~")):
-        return _read_hub(data), f"hub:{data}"
+        try:
+            return _read_hub(data), f"hub:{data}"
+        except UserError as exc:
+            raise UserError(f"RM-Bench data {data}: not a local path, and as a hub id: {exc}") from None
     raise UserError(f"RM-Bench data not found: {data} (a folder, a .json file, or a hub id such as {HUB_ID})")
 
 

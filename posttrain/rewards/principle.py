@@ -16,6 +16,7 @@ K principles for one (x, y) share the rendered prefix up to where the principles
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +73,9 @@ class PrincipleRewardModel:
         self.template = template
         self.yes_id, self.no_id = yes_no_token_ids(tokenizer) if form == "yes_no" else (None, None)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        # newer transformers name the forward's KV-cache argument `cache` (was `past_key_values`)
+        params = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, form: str | None = None, dtype: str = "auto", device=None):
@@ -155,7 +159,8 @@ class PrincipleRewardModel:
             return None
         device = self.model.device
         prefix = torch.tensor([sequences[0][:prefix_len]], device=device)
-        cache = self.model(input_ids=prefix, use_cache=True).past_key_values
+        out = self.model(input_ids=prefix, use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
         cache.batch_repeat_interleave(len(sequences))
         suffixes = [seq[prefix_len:] for seq in sequences]
         length = max(map(len, suffixes))
@@ -172,8 +177,8 @@ class PrincipleRewardModel:
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
+            **{self._cache_kwarg: cache},
             **kwargs,
         )
         if self.form == "yes_no":  # logits_to_keep already picked each row's last real position
@@ -193,6 +198,8 @@ class PrincipleRewardModel:
         principles = list(principles)
         if not principles:
             raise UserError("give at least one principle")
+        if self.form != "bradley_terry" and any(not p for p in principles):
+            raise UserError(f"a {self.form} principle RM needs a non-empty principle for every score")
         sequences = self._sequences(context, response, principles)
         rewards = None
         if share_prefix and len(principles) > 1 and self.form != "bradley_terry":
@@ -215,11 +222,12 @@ class PrincipleRewardModel:
 
         Items with one principle are batched together; items with several use the shared-prefix path.
         """
-        per_item = (
-            [list(principles)] * len(items) if principles and isinstance(principles[0], str) else principles
-        )
+        shared = bool(principles) and (isinstance(principles[0], str) or principles[0] is None)
+        per_item = [list(principles)] * len(items) if shared else principles
         if len(per_item) != len(items):
             raise UserError(f"{len(items)} items but {len(per_item)} principle lists")
+        if self.form != "bradley_terry" and any(not p for ps in per_item for p in ps):
+            raise UserError(f"a {self.form} principle RM needs a non-empty principle for every score")
         results: list[list[float] | None] = [None] * len(items)
         singles = [
             (i, seq)
