@@ -1,0 +1,209 @@
+"""RLBFF principle RMs on the tiny Llama: data contract, training, scoring API, reward function, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT
+
+from posttrain.data.principle import DEFAULT_TEMPLATE, adapt_principles, build_rm_messages
+from posttrain.errors import UserError
+from posttrain.rewards.principle import PrincipleReward, PrincipleRewardModel, yes_no_token_ids
+
+LIMIT = "The response is at most 10 words long."
+
+
+def _records(n=32):
+    rows = []
+    for i in range(n):
+        words = 3 + (i * 7) % 25
+        rows.append(
+            {
+                "context": [{"role": "user", "content": f"Tell me something about number {i}."}],
+                "response": " ".join(["word"] * words),
+                "principle": LIMIT,
+                "fulfilment": "Yes" if words <= 10 else "No",
+            }
+        )
+    return rows
+
+
+# -- data contract ---------------------------------------------------------------------------------
+
+
+def test_rm_messages_follow_the_paper():
+    msgs = build_rm_messages("What is 2+2?", "4", "The final answer is correct.")
+    assert msgs == [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {
+            "role": "user",
+            "content": "Evaluate the response to the previous prompt in terms of whether it satisfies this "
+            "principle: The final answer is correct. Only answer Yes or No.",
+        },
+    ]
+    assert "{principle}" in DEFAULT_TEMPLATE
+
+
+def test_partially_is_dropped_and_counted_or_mapped():
+    rows = _records(4)
+    rows[1]["fulfilment"] = "Partially"
+    kept, report = adapt_principles(rows, "p.jsonl")
+    assert len(kept) == 3 and report.dropped["fulfilment Partially"] == 1
+    kept, _ = adapt_principles(rows, "p.jsonl", partially_as="No")
+    assert len(kept) == 4 and kept[1]["label"] == 0
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("fulfilment", "Maybe", "record 2: field 'fulfilment' must be Yes, No or Partially, got 'Maybe'"),
+        ("principle", "", "record 2: field 'principle' must be a non-empty string"),
+        ("principle", None, "record 2: missing field 'principle'"),
+        ("response", 3, "record 2: field 'response' must be a string"),
+    ],
+)
+def test_bad_principle_records_name_record_and_field(field, value, message):
+    rows = _records(3)
+    rows[1][field] = value
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        adapt_principles(rows, "p.jsonl")
+
+
+def test_yes_no_must_be_single_tokens(tiny_tokenizer):
+    yes, no = yes_no_token_ids(tiny_tokenizer)
+    assert tiny_tokenizer.decode([yes]) == "Yes" and tiny_tokenizer.decode([no]) == "No"
+    with pytest.raises(UserError, match="not a single token .* use form: scalar_head"):
+        yes_no_token_ids(tiny_tokenizer, yes="Affirmative-zebra")
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_rms(tiny_model_dir, tmp_path_factory):
+    """Train each form a few steps through the CLI path; returns {form: output_dir}."""
+    from posttrain.train import run_train
+
+    tmp = tmp_path_factory.mktemp("rms")
+    data = tmp / "principles.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in _records()) + "\n")
+    recipe = tmp / "rm.yaml"
+    recipe.write_text(
+        f"""# Launch: posttrain train {recipe}
+method: rlbff
+output_dir: {tmp / "unused"}
+model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
+data: {{train: {{path: {data}}}, max_length: 256, max_prompt_length: 128}}
+training: {{max_steps: 12, per_device_train_batch_size: 8, logging_steps: 1, save_strategy: "no",
+           report_to: none, learning_rate: 3.0e-3, seed: 0}}
+"""
+    )
+    outs = {}
+    for form in ("yes_no", "scalar_head"):
+        out = tmp / form
+        summary = run_train(str(recipe), [f"rlbff.form={form}", f"output_dir={out}"], progress=False)
+        assert summary["steps"] == 12
+        outs[form] = out
+    return outs
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("form", ["yes_no", "scalar_head"])
+def test_training_learns_the_principle(trained_rms, form):
+    history = json.loads((trained_rms[form] / "log_history.json").read_text())
+    logs = [row for row in history if "loss" in row]
+    first, last = sum(r["loss"] for r in logs[:3]) / 3, sum(r["loss"] for r in logs[-3:]) / 3
+    assert last < first
+    assert json.loads((trained_rms[form] / "posttrain_rm.json").read_text())["form"] == form
+    rm = PrincipleRewardModel.from_pretrained(str(trained_rms[form]))
+    assert rm.form == form
+    short = rm.score("Say something.", "word word word", [LIMIT])[0]
+    long = rm.score("Say something.", " ".join(["word"] * 24), [LIMIT])[0]
+    assert short > long
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("form", ["yes_no", "scalar_head"])
+def test_shared_prefix_equals_separate_calls(trained_rms, form):
+    rm = PrincipleRewardModel.from_pretrained(str(trained_rms[form]))
+    principles = [LIMIT, "The response is in English.", "Short", "The final answer is correct", "Polite"]
+    context = [{"role": "user", "content": "Describe the sea in a few words, please."}]
+    response = "The sea is wide, blue and deep. " * 3
+    shared, p_yes = rm.score(context, response, principles, return_p_yes=True)
+    separate = [rm.score(context, response, [p])[0] for p in principles]
+    assert shared == pytest.approx(separate, abs=1e-4)
+    assert p_yes == pytest.approx(torch.sigmoid(torch.tensor(shared)).tolist())
+    # batched scoring of many items (left padding) agrees too
+    batched = rm.score_batch([(context, response), ("Hi", "word")], [principles[:1], principles[:2]])
+    assert batched[0] == pytest.approx(separate[:1], abs=1e-4)
+    assert batched[1] == pytest.approx(rm.score("Hi", "word", principles[:2]), abs=1e-4)
+
+
+@pytest.mark.integration
+def test_trl_reward_function(trained_rms):
+    rm = PrincipleRewardModel.from_pretrained(str(trained_rms["yes_no"]))
+    prompts = [[{"role": "user", "content": "Say something."}]] * 2
+    completions = [
+        [{"role": "assistant", "content": "word word"}],
+        [{"role": "assistant", "content": "w " * 20}],
+    ]
+    by_column = PrincipleReward(rm)
+    rewards = by_column(prompts, completions, principle=[LIMIT, [LIMIT, "Short"]])
+    assert rewards[0] == pytest.approx(rm.score(prompts[0], "word word", [LIMIT])[0], abs=1e-5)
+    both = rm.score(prompts[1], "w " * 20, [LIMIT, "Short"])
+    assert rewards[1] == pytest.approx(sum(both) / 2, abs=1e-5)
+    weighted = PrincipleReward(rm, principles=[LIMIT, "Short"], weights=[2.0, -1.0])
+    value = weighted(["Say something."], ["word word"])[0]
+    parts = rm.score("Say something.", "word word", [LIMIT, "Short"])
+    assert value == pytest.approx(2 * parts[0] - parts[1], abs=1e-5)
+    with pytest.raises(UserError, match="no 'principle' column"):
+        by_column(prompts, completions)
+
+
+@pytest.mark.integration
+def test_score_cli(trained_rms, tmp_path):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(
+        json.dumps({"id": "a", "prompt": "Say something.", "response": "word word"})
+        + "\n"
+        + json.dumps(
+            {"context": [{"role": "user", "content": "Hi"}], "response": "w " * 20, "principle": "Short"}
+        )
+        + "\n"
+    )
+    out = tmp_path / "scores.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "posttrain",
+        "score",
+        "--model",
+        str(trained_rms["yes_no"]),
+        "--input",
+        str(inp),
+    ]
+    proc = subprocess.run(
+        [*cmd, "--principle", LIMIT, "--principle", "Short", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line.get("id") for line in lines] == ["a", None]
+    assert all(len(line["rewards"]) == 2 and len(line["p_yes"]) == 2 for line in lines)
+    rm = PrincipleRewardModel.from_pretrained(str(trained_rms["yes_no"]))
+    assert lines[0]["rewards"] == pytest.approx(
+        rm.score("Say something.", "word word", [LIMIT, "Short"]), abs=1e-4
+    )
+    # a record without a principle, and no --principle: exit 2, one line, nothing written
+    bad_out = tmp_path / "bad.jsonl"
+    proc = subprocess.run([*cmd, "--out", str(bad_out)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "record 1: no principle" in proc.stderr
+    assert "Traceback" not in proc.stderr and not bad_out.exists()
