@@ -101,12 +101,9 @@ def _cmd_eval_rm_bench(ns: argparse.Namespace) -> int:
             principles = ns.principle[0]
         else:
             raise UserError("--principle: give one principle for every domain, or DOMAIN=PRINCIPLE for each")
-    rm = _load_rm(ns)
-
-    def scorer(prompt, responses, principle):
-        return [r[0] for r in rm.score_batch([(prompt, y) for y in responses], [principle])]
-
-    results = evaluate_rm_bench(scorer, data=ns.data, limit=ns.limit, principles=principles, out_dir=ns.out)
+    results = evaluate_rm_bench(
+        _load_rm(ns).rm_bench_scorer(), data=ns.data, limit=ns.limit, principles=principles, out_dir=ns.out
+    )
     print(format_table(results))
     if ns.out:
         print(f"results, scores.jsonl and rm_bench.png in {ns.out}")

@@ -105,6 +105,29 @@ class DataSection(_Section):
         return self
 
 
+class RMBenchEval(_Section):
+    data: str | None = Field(
+        None, description="RM-Bench folder, file or hub id; default ../shared copy or hub."
+    )
+    limit: int | None = Field(None, gt=0, description="First N records per domain.")
+    principle: str | dict[str, str] | None = Field(
+        None,
+        description="One principle for all domains, or domain → principle; default: documented per domain.",
+    )
+
+
+class PrincipleEval(_Section):
+    data: str = Field(description="Held-out principle records (JSONL).")
+    limit: int | None = Field(None, gt=0, description="Use only the first N records.")
+
+
+class EvaluateSection(_Section):
+    """Evaluations run on the saved model after training (reward-model methods)."""
+
+    principles: PrincipleEval | None = None
+    rm_bench: RMBenchEval | None = None
+
+
 class Recipe(_Section):
     method: str = Field(description="Post-training method, e.g. 'cpl'.")
     description: str = Field("", description="One line shown by `posttrain recipes`.")
@@ -112,6 +135,7 @@ class Recipe(_Section):
     model: ModelSection
     data: DataSection
     training: dict[str, Any] = Field(default_factory=dict, description="Trainer arguments.")
+    evaluate: EvaluateSection | None = Field(None, description="Evaluations after training (RMs only).")
     method_args: dict[str, Any] = Field(default_factory=dict, description="The method's own section.")
     source: str | None = Field(None, exclude=True)
 
@@ -283,6 +307,13 @@ def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: b
 
 
 def _check_files(recipe: Recipe, where: str) -> None:
+    if recipe.evaluate is not None:
+        if recipe.method != "rlbff":
+            raise UserError(f"{where}: evaluate: only reward-model recipes (method rlbff) have evaluations")
+        if recipe.evaluate.principles is not None and find_file(recipe.evaluate.principles.data) is None:
+            raise UserError(
+                f"{where}: evaluate.principles.data: file not found: {recipe.evaluate.principles.data}"
+            )
     for split in ("train", "eval"):
         source = getattr(recipe.data, split)
         if source is not None and source.path is not None and find_file(source.path) is None:

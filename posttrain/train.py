@@ -111,6 +111,10 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         "world_size": trainer.accelerator.num_processes,
         "distributed_type": str(trainer.accelerator.distributed_type.value),
     }
+    if main and recipe.evaluate is not None:
+        from posttrain.evaluation.after_training import run_after_training
+
+        summary["evaluate"] = run_after_training(recipe.evaluate, out)
     if main:
         (out / "run_summary.json").write_text(json.dumps(summary, indent=2))
         (out / "log_history.json").write_text(json.dumps(history, indent=2))
@@ -125,6 +129,12 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
                 rows.append(
                     (key, f"{_fmt(first.get(key, float('nan')))} → {_fmt(last.get(key, float('nan')))}")
                 )
+        evaluated = summary.get("evaluate", {})
+        for key in ("binary_accuracy", "pairwise_accuracy"):
+            if key in evaluated.get("principles", {}):
+                rows.append((f"held-out {key}", _fmt(evaluated["principles"][key])))
+        if "overall" in evaluated.get("rm_bench", {}):
+            rows.append(("RM-Bench overall", _fmt(evaluated["rm_bench"]["overall"])))
         rows.append(("runtime", f"{summary['train_runtime_s']} s"))
         rows.append(("saved", str(out)))
         if plotted:

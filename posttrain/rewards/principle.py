@@ -211,6 +211,14 @@ class PrincipleRewardModel:
             return rewards, torch.sigmoid(torch.tensor(rewards)).tolist()
         return rewards
 
+    def rm_bench_scorer(self):
+        """The ``scorer(prompt, responses, principle)`` the RM-Bench evaluator calls."""
+
+        def scorer(prompt, responses, principle):
+            return [r[0] for r in self.score_batch([(prompt, y) for y in responses], [principle])]
+
+        return scorer
+
     def score_batch(
         self,
         items: Sequence[tuple[Any, str]],

@@ -1,0 +1,41 @@
+"""Evaluations a recipe runs on its saved model once training ends (the recipe's ``evaluate:`` section)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from posttrain.errors import UserError
+
+
+def run_after_training(section, out_dir: Path) -> dict[str, Any]:
+    """Run each configured evaluation on the model in ``out_dir``; a missing benchmark is skipped, not fatal."""
+    from posttrain.rewards.principle import PrincipleRewardModel
+
+    rm = PrincipleRewardModel.from_pretrained(str(out_dir))
+    results: dict[str, Any] = {}
+    if section.principles is not None:
+        from posttrain.data.sources import read_local
+        from posttrain.evaluation.principles import evaluate_principles, write_results
+
+        records = read_local(section.principles.data)[: section.principles.limit]
+        results["principles"] = evaluate_principles(rm, records, source=section.principles.data)
+        write_results(results["principles"], out_dir / "eval")
+        print(f"[posttrain] held-out principle accuracy: {results['principles']}", flush=True)
+    if section.rm_bench is not None:
+        from posttrain.evaluation.rm_bench import evaluate_rm_bench, format_table
+
+        cfg = section.rm_bench
+        try:
+            results["rm_bench"] = evaluate_rm_bench(
+                rm.rm_bench_scorer(),
+                data=cfg.data,
+                limit=cfg.limit,
+                principles=cfg.principle,
+                out_dir=out_dir / "eval" / "rm_bench",
+            )
+            print(format_table(results["rm_bench"]), flush=True)
+        except (UserError, OSError, ValueError) as exc:  # e.g. no ../shared copy and no hub access
+            results["rm_bench"] = {"skipped": str(exc)}
+            print(f"[posttrain] RM-Bench skipped: {exc}", flush=True)
+    return results
