@@ -134,7 +134,7 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
             if key in evaluated.get("principles", {}):
                 rows.append((f"held-out {key}", _fmt(evaluated["principles"][key])))
         if "overall" in evaluated.get("rm_bench", {}):
-            rows.append(("RM-Bench overall", _fmt(evaluated["rm_bench"]["overall"])))
+            rows.append(("RM-Bench overall avg", _fmt(evaluated["rm_bench"]["overall"]["avg"])))
         rows.append(("runtime", f"{summary['train_runtime_s']} s"))
         rows.append(("saved", str(out)))
         if plotted:
