@@ -189,6 +189,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+            value = raw  # YAML 1.1 reads no/yes/on/off as booleans; `eval_strategy=no` means the string
+
         node = data
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):

@@ -351,3 +351,10 @@ def test_cli_recipes_lists_bundled(tmp_path):
     description = load_recipe("cpl/quickstart").description
     line = next(line for line in proc.stdout.splitlines() if line.startswith("cpl/quickstart "))
     assert "[cpl]" in line and description in line
+
+
+def test_override_no_stays_a_string(tmp_path):
+    from posttrain.recipe import apply_overrides
+
+    data = apply_overrides({}, ["training.eval_strategy=no", "training.bf16=false", "cpl.kl_reference=true"])
+    assert data == {"training": {"eval_strategy": "no", "bf16": False}, "cpl": {"kl_reference": True}}
