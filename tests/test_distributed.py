@@ -20,18 +20,24 @@ pytestmark = [pytest.mark.distributed, pytest.mark.integration]
 ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
 
 
-def _recipe(tmp_path, tiny_model_dir):
+def _recipe(tmp_path, tiny_model_dir, method="cpl"):
     path = tmp_path / "recipe.yaml"
+    if method == "cpl":
+        data = DEMO / "preferences.jsonl"
+        section = "cpl: {alpha: 0.1, bias: 0.5, bc_weight: 0.1}"
+    else:  # the RLBFF Yes/No principle RM on 8 generated principle records
+        data = ROOT / "data" / "rlbff" / "principles_train.jsonl"
+        section = "rlbff: {form: yes_no}"
     path.write_text(
         f"""# Launch: accelerate launch --config_file launch/cpu_2proc.yaml -m posttrain train {path}
-method: cpl
+method: {method}
 output_dir: {tmp_path / "unused"}
 model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
 data:
-  train: {{path: {DEMO / "preferences.jsonl"}, limit: 8}}
-  max_length: 128
+  train: {{path: {data}, limit: 8}}
+  max_length: 256
   max_prompt_length: 64
-cpl: {{alpha: 0.1, bias: 0.5, bc_weight: 0.1}}
+{section}
 training: {{max_steps: 3, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: "no",
            report_to: none, learning_rate: 1.0e-3, seed: 1, lr_scheduler_type: linear}}
 """
@@ -51,28 +57,27 @@ def _run(cmd, port=None):
     return proc
 
 
-@pytest.fixture(scope="module")
-def single_process_losses(tmp_path_factory, tiny_model_dir):
-    tmp = tmp_path_factory.mktemp("single")
-    recipe = _recipe(tmp, tiny_model_dir)
-    out = tmp / "out"
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "posttrain",
-            "train",
-            str(recipe),
-            f"output_dir={out}",
-            "training.per_device_train_batch_size=8",
-        ]
-    )
-    return _losses(out)
+_SINGLE: dict[str, list[float]] = {}
 
 
-@pytest.mark.parametrize("config", ["cpu_2proc.yaml", "cpu_2proc_zero2.yaml"])
-def test_two_process_loss_matches_single_process(config, tmp_path, tiny_model_dir, single_process_losses):
-    recipe = _recipe(tmp_path, tiny_model_dir)
+def single_process_losses(method, tmp_path_factory, tiny_model_dir) -> list[float]:
+    if method not in _SINGLE:
+        tmp = tmp_path_factory.mktemp(f"single-{method}")
+        recipe = _recipe(tmp, tiny_model_dir, method)
+        out = tmp / "out"
+        cmd = [sys.executable, "-m", "posttrain", "train", str(recipe), f"output_dir={out}"]
+        _run([*cmd, "training.per_device_train_batch_size=8"])
+        _SINGLE[method] = _losses(out)
+    return _SINGLE[method]
+
+
+@pytest.mark.parametrize(
+    "method, config",
+    [("cpl", "cpu_2proc.yaml"), ("cpl", "cpu_2proc_zero2.yaml"), ("rlbff", "cpu_2proc.yaml")],
+)
+def test_two_process_loss_matches_single_process(method, config, tmp_path, tmp_path_factory, tiny_model_dir):
+    reference = single_process_losses(method, tmp_path_factory, tiny_model_dir)
+    recipe = _recipe(tmp_path, tiny_model_dir, method)
     out = tmp_path / "out"
     proc = _run(
         [
@@ -90,13 +95,10 @@ def test_two_process_loss_matches_single_process(config, tmp_path, tiny_model_di
         ]
     )
     losses = _losses(out)
-    assert len(losses) == len(single_process_losses) == 3
-    assert losses == pytest.approx(single_process_losses, rel=1e-4)
-    # the run really was distributed: the engine's type name is in the saved trainer state
+    assert len(losses) == len(reference) == 3
+    assert losses == pytest.approx(reference, rel=1e-4)
+    # the run really was distributed, on the engine the config names
     state = json.loads((out / "run_summary.json").read_text())
     assert state["world_size"] == 2
-    if "zero2" in config:
-        assert state["distributed_type"] == "DEEPSPEED"
-    else:
-        assert state["distributed_type"] == "MULTI_CPU"
+    assert state["distributed_type"] == ("DEEPSPEED" if "zero2" in config else "MULTI_CPU")
     assert "run summary" in proc.stdout

@@ -207,3 +207,37 @@ def test_score_cli(trained_rms, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "record 1: no principle" in proc.stderr
     assert "Traceback" not in proc.stderr and not bad_out.exists()
+
+
+@pytest.mark.integration
+def test_rm_bench_end_to_end_with_a_trained_tiny_rm(trained_rms, tmp_path):
+    # a small RM-Bench-format file (hub layout: total_dataset.json with a domain field)
+    rows = []
+    for i, domain in enumerate(["chat", "code", "safety-refuse", "safety-response"]):
+        rows.append(
+            {
+                "id": i,
+                "domain": domain,
+                "prompt": f"Question {i}?",
+                "chosen": ["word", "word word", "word word word"],
+                "rejected": [" ".join(["word"] * 20), " ".join(["word"] * 22), " ".join(["word"] * 24)],
+            }
+        )
+    data = tmp_path / "rmb"
+    data.mkdir()
+    (data / "total_dataset.json").write_text(json.dumps(rows))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "posttrain", "eval", "rm-bench", "--model", str(trained_rms["yes_no"])]
+    proc = subprocess.run(
+        [*cmd, "--data", str(data), "--principle", LIMIT, "--out", str(out)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "overall" in proc.stdout and "missing: math" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    scores = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert len(scores) == 4 and (out / "rm_bench.png").exists()
+    # the same scores straight from the Python API
+    rm = PrincipleRewardModel.from_pretrained(str(trained_rms["yes_no"]))
+    expect = rm.score_batch([("Question 0?", r) for r in rows[0]["chosen"]], [LIMIT])
+    assert scores[0]["score_chosen"] == pytest.approx([e[0] for e in expect], abs=1e-4)
+    assert set(results["domains"]) == {"chat", "code", "safety"}
