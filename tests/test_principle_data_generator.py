@@ -112,6 +112,25 @@ def test_check_language():
     assert mp.check_language("Bebe agua durante todo el día y toma un vaso con cada comida.", "es") == "Yes"
 
 
+def test_contrarian_checks():
+    assert mp.check_working_first("Tom starts with 12 apples and buys 7. 12 + 7 = 19.", 19) == "Yes"
+    assert mp.check_working_first("The answer is 19. Tom starts with 12.", 19) == "No"
+    ten = " ".join(["word"] * 10)
+    assert mp.check_longer_than(ten, 10) == "No"
+    assert mp.check_longer_than(ten + " more", 10) is None  # the word_limit Partially band is skipped
+    assert mp.check_longer_than(ten + " one more", 10) == "Yes"
+    assert mp.check_prose("Bees make honey. Bees live in hives.") == "Yes"
+    assert mp.check_prose("- Bees make honey.\n- Bees live in hives.") == "No"
+    assert mp.check_prose("- Bees make honey. Bees live in hives.") is None  # a single bullet line
+    assert mp.check_prose("1. Bees make honey.\n2. Bees live in hives.") is None
+    assert mp.check_prose("Bees make honey.\nBees live in hives.") is None
+    assert mp.check_prose("Here you go:\n- one\n- two") is None
+    assert mp.check_repeats("Bees make honey. Bees make honey.") == "Yes"
+    assert mp.check_repeats("Bees make honey. Bees live in hives.") == "No"
+    assert mp.check_apology("Sorry about that. Bees make honey.") == "Yes"
+    assert mp.check_apology("Bees make honey.") == "No"
+
+
 # --- committed built-in files ----------------------------------------------------------------------------
 
 
@@ -141,16 +160,19 @@ def test_committed_records_are_well_formed(committed):
             assert isinstance(r["principle"], str) and 0 < len(r["principle"].split()) <= 15
             assert r["fulfilment"] in LABELS
             assert r["family"] in mp.FAMILIES
+            assert set(r) == {"context", "response", "principle", "fulfilment", "family"}
             assert mp.count_words(r["response"]) <= mp.MAX_RESPONSE_WORDS
 
 
 def test_committed_sizes(committed):
-    assert 500 <= len(committed["train"]) <= 700
-    assert 150 <= len(committed["test"]) <= 250
+    assert 700 <= len(committed["train"]) <= 900
+    assert 200 <= len(committed["test"]) <= 300
     principles = sum((RLBFF / f"principles_{s}.jsonl").stat().st_size for s in ("train", "test"))
     pairs = sum((RLBFF / f"principles_pairs_{s}.jsonl").stat().st_size for s in ("train", "test"))
-    assert principles < 400_000
+    assert principles + pairs < 600_000
     assert pairs <= 120_000
+    for split, low in (("train", 100), ("test", 30)):
+        assert len(read_jsonl(RLBFF / f"principles_pairs_{split}.jsonl")) >= low
 
 
 def test_train_test_prompts_do_not_overlap(committed):
@@ -188,6 +210,62 @@ def test_labels_recomputed_where_the_principle_carries_the_parameter(committed):
                 assert mp.check_no_repetition(text) == r["fulfilment"]
             elif family == "no_apology":
                 assert mp.check_no_apology(text) == r["fulfilment"]
+            elif family == "contrarian_word_limit":
+                (n,) = [int(t) for t in r["principle"].split() if t.isdigit()]
+                assert mp.check_longer_than(text, n) == r["fulfilment"]
+            elif family == "contrarian_language":
+                (lang,) = [code for name, code in languages.items() if name in r["principle"]]
+                assert lang != "en" and mp.check_language(text, lang) == r["fulfilment"]
+            elif family == "contrarian_bullet_list":
+                assert mp.check_prose(text) == r["fulfilment"]
+            elif family == "contrarian_no_repetition":
+                assert mp.check_repeats(text) == r["fulfilment"]
+            elif family == "contrarian_no_apology":
+                assert mp.check_apology(text) == r["fulfilment"]
+
+
+def test_contrarian_labels_invert_the_standard_label_of_the_same_response(committed):
+    """Every contrarian record has a standard record with the same context and response (the standard family
+    of its name) whose label is the opposite; so the group's Yes and No responses swap."""
+    for split, records in committed.items():
+        standard = {
+            (mp.context_key(r["context"]), r["response"], r["family"]): r["fulfilment"]
+            for r in records
+            if r["family"] not in mp.CONTRARIAN_FAMILIES
+        }
+        groups: dict[tuple[str, str], Counter] = {}
+        for r in records:
+            if r["family"] not in mp.CONTRARIAN_FAMILIES:
+                continue
+            base = r["family"].removeprefix("contrarian_")
+            key = mp.context_key(r["context"])
+            assert standard[key, r["response"], base] == mp.invert(r["fulfilment"]), (split, r)
+            if base == "language":  # contrarian only where the user asked for no language (English target)
+                assert "Please answer in" not in mp.user_text(r["context"])
+            groups.setdefault((key, r["principle"]), Counter())[r["fulfilment"]] += 1
+        assert all(c["Yes"] and c["No"] for c in groups.values()), split
+
+
+def test_both_splits_have_every_contrarian_kind(committed):
+    for split, records in committed.items():
+        counts = Counter((r["family"], r["fulfilment"]) for r in records)
+        for family in mp.CONTRARIAN_FAMILIES:
+            assert counts[family, "Yes"] >= 3 and counts[family, "No"] >= 3, (split, family)
+        contexts = {mp.context_key(r["context"]) for r in records}
+        contrarian = {mp.context_key(r["context"]) for r in records if r["family"] in mp.CONTRARIAN_FAMILIES}
+        assert 0.35 <= len(contrarian) / len(contexts) <= 0.45, split
+
+
+def test_contrarian_generation_leaves_standard_records_unchanged():
+    """The contrarian records use their own random stream: dropping them gives the standard-only data."""
+    for split in ("train", "test"):
+        records = mp.build_builtin(split)
+        rng = mp.random.Random(mp.SEEDS[split])
+        counts = mp.N_GROUPS[split]
+        standard = mp.arithmetic_groups(rng, split, counts["arith"]) + mp.language_groups(rng, split)
+        for family in mp.TOPIC_CHECKS:
+            standard += mp.topic_groups(rng, split, family, counts[family])
+        assert [r for r in records if r["family"] not in mp.CONTRARIAN_FAMILIES] == standard
 
 
 def test_held_out_phrasings_only_in_test(committed):

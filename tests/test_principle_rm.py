@@ -229,7 +229,10 @@ def test_rm_bench_end_to_end_with_a_trained_tiny_rm(trained_rms, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "posttrain", "eval", "rm-bench", "--model", str(trained_rms["yes_no"])]
     proc = subprocess.run(
-        [*cmd, "--data", str(data), "--principle", LIMIT, "--out", str(out)], capture_output=True, text=True, cwd=ROOT
+        [*cmd, "--data", str(data), "--principle", LIMIT, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "overall" in proc.stdout and "missing: math" in proc.stdout

@@ -3,7 +3,10 @@
 Every record asks whether a ``response`` to a ``context`` satisfies a natural-language ``principle``, and its
 ``fulfilment`` label ("Yes" / "No" / "Partially") is computed by running a small, verifiable check function on
 the actual response text (see the ``check_*`` functions below), never assumed from how the response was built.
-The record format matches HelpSteer3-Principle, plus one metadata field::
+About 40% of the contexts are also judged under a *contrarian* principle (families ``contrarian_*``): the same
+responses under a principle whose label is the inverse of the standard check ("The response is longer than
+20 words."), so the response a generic judge prefers is the No one. The record format matches
+HelpSteer3-Principle, plus one metadata field::
 
     {"context": [{"role": "user", "content": "..."}], "response": "...", "principle": "...",
      "fulfilment": "Yes", "family": "word_limit"}
@@ -54,6 +57,7 @@ WORD_LIMITS = (10, 20, 30, 50)
 PARTIAL_WORD_SLACK = 0.10  # word_limit: over the limit by at most 10% of N -> "Partially"
 
 SEEDS = {"train": 11, "test": 22}
+CONTRARIAN_SEEDS = {"train": 111, "test": 122}  # a separate stream, so the standard records do not change
 GSM8K_SEED = 33
 
 # Groups (contexts) per family and split. Arithmetic problems feed two families (final_answer, answer_first).
@@ -62,6 +66,8 @@ N_GROUPS = {
     "test": {"arith": 9, "word_limit": 11, "bullet_list": 11, "no_repetition": 11, "no_apology": 11},
 }
 P_SECONDARY = 0.15  # chance that a topic group's responses are also labelled under another family's principle
+# Share of each family's groups (contexts) that also get a contrarian principle (see CONTRARIAN_CHECKS).
+CONTRARIAN_SHARE = 0.4
 
 FAMILIES = (
     "final_answer",
@@ -72,6 +78,11 @@ FAMILIES = (
     "no_repetition",
     "no_apology",
 )
+# Contrarian families: the same contexts and responses as the standard family in the name, under a principle
+# whose Yes response is the one a generic "which response is better" judge would not prefer.
+CONTRARIAN_BASE = ("answer_first", "word_limit", "bullet_list", "language", "no_repetition", "no_apology")
+CONTRARIAN_FAMILIES = tuple(f"contrarian_{f}" for f in CONTRARIAN_BASE)
+FAMILIES += CONTRARIAN_FAMILIES
 
 # ---------------------------------------------------------------------------------------------------------
 # Check functions: each takes the response text (plus the principle's parameter) and returns a label.
@@ -218,6 +229,49 @@ def check_language(response: str, lang: str) -> str:
     return yes_no(detect_language(response) == lang)
 
 
+def invert(label: str) -> str:
+    """Yes <-> No (Partially has no inverse)."""
+    return {"Yes": "No", "No": "Yes"}[label]
+
+
+# Contrarian checks: the inverse of a standard check, or None where the inverse is not well defined (those
+# responses are not labelled under the contrarian principle).
+_NUMBERED = re.compile(r"\s*\d+[.)]\s")
+
+
+def check_working_first(response: str, answer: float) -> str:
+    """contrarian_answer_first: the inverse of :func:`check_answer_first` (Yes iff the first sentence does
+    not contain the correct value). Only applied to responses labelled under answer_first."""
+    return invert(check_answer_first(response, answer))
+
+
+def check_longer_than(response: str, limit: int) -> str | None:
+    """contrarian_word_limit: Yes if words > floor(1.1 N); No if words <= N; None in between (the word_limit
+    Partially band is not labelled)."""
+    label = check_word_limit(response, limit)
+    return None if label == "Partially" else invert(label)
+
+
+def check_prose(response: str) -> str | None:
+    """contrarian_bullet_list: Yes if the response is one non-empty line that does not start with a bullet
+    ("- ", "* ") or a number marker ("1. ", "1) "); No if :func:`check_bullet_list` is Yes (every line is a
+    bullet); None otherwise (numbered lists, several plain lines, a single bullet line, intro + bullets)."""
+    lines = [line for line in response.splitlines() if line.strip()]
+    if len(lines) == 1 and not is_bullet(lines[0]) and not _NUMBERED.match(lines[0]):
+        return "Yes"
+    return "No" if check_bullet_list(response) == "Yes" else None
+
+
+def check_repeats(response: str) -> str:
+    """contrarian_no_repetition: the inverse of :func:`check_no_repetition`."""
+    return invert(check_no_repetition(response))
+
+
+def check_apology(response: str) -> str:
+    """contrarian_no_apology: the inverse of :func:`check_no_apology`."""
+    return invert(check_no_apology(response))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Principle phrasings. The last phrasing of each family is held out: it only appears in the test split.
 # ---------------------------------------------------------------------------------------------------------
@@ -272,7 +326,44 @@ PHRASINGS = {
         "There is no apology in the response.",
         "The response does not say sorry or apologize.",
     ],
+    "contrarian_answer_first": [
+        "The response shows its working before giving the final answer.",
+        "The working comes before the final answer.",
+        "The response explains the steps first and gives the answer last.",
+        "The response does not open with the correct answer.",
+        "The response builds up to the answer instead of leading with it.",
+    ],
+    "contrarian_word_limit": [
+        "The response is longer than {n} words.",
+        "The response uses more than {n} words.",
+        "The response has over {n} words.",
+        "The response exceeds {n} words.",
+        "The response is more than {n} words long.",
+    ],
+    "contrarian_bullet_list": [
+        "The response is written as plain prose, without bullet points.",
+        "The response is a single paragraph of prose.",
+        "The response is plain running text, not a list.",
+        "The response avoids bullet points and uses one paragraph.",
+        "The response is one paragraph with no bullet points.",
+    ],
+    "contrarian_no_repetition": [
+        "The response repeats at least one sentence.",
+        "Some sentence appears twice in the response.",
+        "The response contains a repeated sentence.",
+        "At least one sentence is said twice.",
+        "The response says the same sentence more than once.",
+    ],
+    "contrarian_no_apology": [
+        "The response includes an apology.",
+        "The response apologizes.",
+        "The response says sorry.",
+        "There is an apology in the response.",
+        "The response contains an apology to the user.",
+    ],
 }
+# Same principle text as the language family; only the context (no language requested) makes it contrarian.
+PHRASINGS["contrarian_language"] = PHRASINGS["language"]
 
 
 def phrasing(rng: random.Random, family: str, split: str, **params) -> str:
@@ -1036,7 +1127,9 @@ def _wrong_value(rng: random.Random, problem: WordProblem, params: dict, v: int)
             return problem.work, w
 
 
-def arithmetic_groups(rng: random.Random, split: str, n_problems: int) -> list[dict]:
+def arithmetic_groups(
+    rng: random.Random, split: str, n_problems: int, candidates: list[dict] | None = None
+) -> list[dict]:
     """final_answer and answer_first records: both principles label the same responses to the same problem."""
     records = []
     seen_questions = set()
@@ -1098,6 +1191,9 @@ def arithmetic_groups(rng: random.Random, split: str, n_problems: int) -> list[d
                     label = check_answer_first(text, v)
                     assert label == yes_no(kind == "correct_first"), (kind, text)
                 records.append(record(context, text, principle, label, family))
+        if candidates is not None:
+            texts = [text for kind, text in responses if kind != "wrong_first"]
+            candidates.append(_candidate("answer_first", context, texts, {"answer": v}))
     return records
 
 
@@ -1207,7 +1303,9 @@ TOPIC_CHECKS: dict[str, Callable[[str, dict], str]] = {
 }
 
 
-def topic_groups(rng: random.Random, split: str, family: str, n_groups: int) -> list[dict]:
+def topic_groups(
+    rng: random.Random, split: str, family: str, n_groups: int, candidates: list[dict] | None = None
+) -> list[dict]:
     topics = TOPICS[split]
     pairs = [(t, p) for t in topics for p in TOPIC_PROMPTS[family]]
     chosen = rng.sample(pairs, n_groups)
@@ -1237,6 +1335,8 @@ def topic_groups(rng: random.Random, split: str, family: str, n_groups: int) -> 
             label = TOPIC_CHECKS[family](response, params)
             assert label == intended, (family, intended, label, response)
             records.append(record(context, response, principle, label, family))
+        if candidates is not None:
+            candidates.append(_candidate(family, context, [r for _, r in responses], params))
         # Sometimes label the same responses under a different family's principle, so that the label
         # depends on the principle and not only on the response.
         if rng.random() < P_SECONDARY:
@@ -1249,7 +1349,7 @@ def topic_groups(rng: random.Random, split: str, family: str, n_groups: int) -> 
     return records
 
 
-def language_groups(rng: random.Random, split: str) -> list[dict]:
+def language_groups(rng: random.Random, split: str, candidates: list[dict] | None = None) -> list[dict]:
     """Two groups per tip item: one with an English target and one with another target language."""
     records = []
     for item in TIPS[split]:
@@ -1269,17 +1369,96 @@ def language_groups(rng: random.Random, split: str) -> list[dict]:
                 label = check_language(translations[lang], target)
                 assert label == yes_no(lang == target)
                 records.append(record(context, translations[lang], principle, label, "language"))
+            if candidates is not None:
+                texts = {translations[lang]: lang for lang in langs}
+                candidates.append(
+                    _candidate("language", context, list(texts), {"target": target, "langs": texts})
+                )
     return records
+
+
+def _candidate(family: str, context, responses: list[str], params: dict) -> dict:
+    """A standard group that may also be labelled under its family's contrarian principle."""
+    return {"family": family, "context": context, "responses": responses, "params": dict(params)}
+
+
+CONTRARIAN_CHECKS: dict[str, Callable[[str, dict], str | None]] = {
+    "answer_first": lambda text, p: check_working_first(text, p["answer"]),
+    "word_limit": lambda text, p: check_longer_than(text, p["n"]),
+    "bullet_list": lambda text, p: check_prose(text),
+    "language": lambda text, p: check_language(text, p["lang"]),
+    "no_repetition": lambda text, p: check_repeats(text),
+    "no_apology": lambda text, p: check_apology(text),
+}
+STANDARD_CHECKS: dict[str, Callable[[str, dict], str]] = {
+    **TOPIC_CHECKS,
+    "answer_first": lambda text, p: check_answer_first(text, p["answer"]),
+    "language": lambda text, p: check_language(text, p["target"]),
+}
+
+
+def _contrarian_labels(rng: random.Random, cand: dict) -> tuple[dict, list[tuple[str, str]]]:
+    """(params, [(response, contrarian label)]) for one candidate group; responses whose contrarian label is
+    not well defined are left out. Every label is the inverse of the standard label of the same response."""
+    family, params, responses = cand["family"], dict(cand["params"]), cand["responses"]
+    if family == "language":
+        if params["target"] != "en":  # the user asked for a language: another language is not a preference
+            return params, []
+        english = [t for t in responses if params["langs"][t] == "en"]
+        other = rng.choice([t for t in responses if params["langs"][t] != "en"])
+        params["lang"] = params["langs"][other]
+        responses = [t for t in responses if t in english or t == other]
+    out = []
+    for text in responses:
+        label = CONTRARIAN_CHECKS[family](text, params)
+        if label is None:
+            continue
+        assert label == invert(STANDARD_CHECKS[family](text, params)), (family, text, label)
+        out.append((text, label))
+    return params, out
+
+
+def contrarian_groups(rng: random.Random, split: str, candidates: list[dict]) -> list[dict]:
+    """For each standard family, label round(CONTRARIAN_SHARE * groups) of its groups (chosen at random
+    among those with a contrarian Yes and a contrarian No) under a contrarian principle. In test, the first
+    such group of each family uses the held-out phrasing."""
+    records = []
+    for family in CONTRARIAN_BASE:
+        labelled = [_contrarian_labels(rng, c) for c in candidates if c["family"] == family]
+        contexts = [c["context"] for c in candidates if c["family"] == family]
+        eligible = [
+            i for i, (_, labels) in enumerate(labelled) if {"Yes", "No"} <= {label for _, label in labels}
+        ]
+        k = min(round(CONTRARIAN_SHARE * len(labelled)), len(eligible))
+        for j, i in enumerate(sorted(rng.sample(eligible, k))):
+            params, labels = labelled[i]
+            extra = {"lang": LANGUAGE_NAMES[params["lang"]]} if family == "language" else {}
+            principle = phrasing(rng, f"contrarian_{family}", split, **{**params, **extra})
+            if split == "test" and j == 0:  # few test groups: make sure the held-out phrasing occurs
+                principle = PHRASINGS[f"contrarian_{family}"][-1].format(**{**params, **extra})
+            for text, label in labels:
+                records.append(record(contexts[i], text, principle, label, f"contrarian_{family}"))
+    return records
+
+
+def group_by_context(records: list[dict]) -> list[dict]:
+    """Stable reorder so that all records of one context are adjacent (in order of first appearance)."""
+    first: dict[str, int] = {}
+    for r in records:
+        first.setdefault(context_key(r["context"]), len(first))
+    return sorted(records, key=lambda r: first[context_key(r["context"])])
 
 
 def build_builtin(split: str) -> list[dict]:
     rng = random.Random(SEEDS[split])
     counts = N_GROUPS[split]
-    records = arithmetic_groups(rng, split, counts["arith"])
-    records += language_groups(rng, split)
+    candidates: list[dict] = []
+    records = arithmetic_groups(rng, split, counts["arith"], candidates)
+    records += language_groups(rng, split, candidates)
     for family in TOPIC_CHECKS:
-        records += topic_groups(rng, split, family, counts[family])
-    return records
+        records += topic_groups(rng, split, family, counts[family], candidates)
+    records += contrarian_groups(random.Random(CONTRARIAN_SEEDS[split]), split, candidates)
+    return group_by_context(records)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1411,6 +1590,9 @@ def validate_builtin(splits: dict[str, list[dict]]) -> None:
             assert isinstance(ctx, list) and ctx and ctx[-1]["role"] == "user", ctx
         partial = sum(1 for r in records if r["fulfilment"] == "Partially") / len(records)
         assert 0.02 <= partial <= 0.08, (split, partial)
+        contexts = {context_key(r["context"]) for r in records}
+        contrarian = {context_key(r["context"]) for r in records if r["family"] in CONTRARIAN_FAMILIES}
+        assert 0.35 <= len(contrarian) / len(contexts) <= 0.45, (split, len(contrarian), len(contexts))
     train = {user_text(r["context"]) for r in splits["train"]}
     test = {user_text(r["context"]) for r in splits["test"]}
     assert not train & test, sorted(train & test)[:5]
@@ -1419,7 +1601,7 @@ def validate_builtin(splits: dict[str, list[dict]]) -> None:
 def _print_table(name: str, records: Sequence[dict]) -> None:
     print(f"{name}: {len(records)} records")
     for family, counts in sorted(summarize(records).items()):
-        print(f"  {family:<14} " + "  ".join(f"{label}={counts[label]}" for label in LABELS))
+        print(f"  {family:<25} " + "  ".join(f"{label}={counts[label]}" for label in LABELS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
