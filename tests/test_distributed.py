@@ -73,7 +73,12 @@ def single_process_losses(method, tmp_path_factory, tiny_model_dir) -> list[floa
 
 @pytest.mark.parametrize(
     "method, config",
-    [("cpl", "cpu_2proc.yaml"), ("cpl", "cpu_2proc_zero2.yaml"), ("rlbff", "cpu_2proc.yaml")],
+    [
+        ("cpl", "cpu_2proc.yaml"),
+        ("cpl", "cpu_2proc_zero2.yaml"),
+        ("rlbff", "cpu_2proc.yaml"),
+        ("rlbff", "cpu_2proc_zero2.yaml"),
+    ],
 )
 def test_two_process_loss_matches_single_process(method, config, tmp_path, tmp_path_factory, tiny_model_dir):
     reference = single_process_losses(method, tmp_path_factory, tiny_model_dir)

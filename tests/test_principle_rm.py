@@ -244,3 +244,44 @@ def test_rm_bench_end_to_end_with_a_trained_tiny_rm(trained_rms, tmp_path):
     expect = rm.score_batch([("Question 0?", r) for r in rows[0]["chosen"]], [LIMIT])
     assert scores[0]["score_chosen"] == pytest.approx([e[0] for e in expect], abs=1e-4)
     assert set(results["domains"]) == {"chat", "code", "safety"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("form", ["yes_no", "scalar_head"])
+def test_lora_principle_rm_trains_only_the_adapter(tiny_model_dir, tiny_tokenizer, tmp_path, form):
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from posttrain.data.principle import tokenize_principles
+    from posttrain.trainers.principle_rm_config import PrincipleRMConfig
+    from posttrain.trainers.principle_rm_trainer import PrincipleRMTrainer
+
+    records, _ = adapt_principles(_records(8), "p")
+    dataset = tokenize_principles(records, tiny_tokenizer, max_length=256)
+    if form == "yes_no":
+        model, task = AutoModelForCausalLM.from_pretrained(tiny_model_dir), "CAUSAL_LM"
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            tiny_model_dir, num_labels=1, pad_token_id=0
+        )
+        task = "SEQ_CLS"
+    args = PrincipleRMConfig(
+        output_dir=str(tmp_path),
+        form=form,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    peft = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type=task)
+    trainer = PrincipleRMTrainer(
+        model, args, train_dataset=dataset, processing_class=tiny_tokenizer, peft_config=peft
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed and all("lora_" in n or "score" in n for n in changed)
+    assert any("lora_B" in n for n in changed)
