@@ -63,8 +63,15 @@ def test_every_trainable_parameter_changes(tiny_model_dir, tiny_tokenizer, tmp_p
 
 
 def _one_step_params(tiny_model_dir, tiny_tokenizer, tmp_path, batch, accum):
+    # SGD: the update is lr·grad, so this compares the accumulated gradients. (Adam's first step is about
+    # lr·sign(g), which turns float noise in near-zero gradients into full-size differences.)
     args = _config(
-        tmp_path, per_device_train_batch_size=batch, gradient_accumulation_steps=accum, max_steps=1
+        tmp_path,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        max_steps=1,
+        optim="sgd",
+        learning_rate=0.5,
     )
     # 4 records and a global batch of 4: the step sees all of them whatever the shuffle order.
     trainer = _trainer(tiny_model_dir, tiny_tokenizer, args, records=_records(n=4))
