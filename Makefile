@@ -32,12 +32,12 @@ test-dist: $(STAMP)
 	$(PY) -m pytest -q -m distributed $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check posttrain tests data
-	$(VENV)/bin/ruff format --check posttrain tests data
+	$(VENV)/bin/ruff check posttrain tests data bench
+	$(VENV)/bin/ruff format --check posttrain tests data bench
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format posttrain tests data
-	$(VENV)/bin/ruff check --fix posttrain tests data
+	$(VENV)/bin/ruff format posttrain tests data bench
+	$(VENV)/bin/ruff check --fix posttrain tests data bench
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

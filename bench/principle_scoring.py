@@ -54,7 +54,9 @@ RESPONSE = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
@@ -86,7 +88,10 @@ def main() -> None:
                 diff = max(diff, max(abs(a - b) for a, b in zip(ref, out)))
     med = {k: statistics.median(v) for k, v in times.items()}
     ratios = [b / a for a, b in zip(times["shared_prefix"], times["separate"])]
-    prefix_tokens = len(rm.tokenizer.apply_chat_template(CONTEXT + [{"role": "assistant", "content": RESPONSE}]))
+    rendered = rm.tokenizer.apply_chat_template(
+        CONTEXT + [{"role": "assistant", "content": RESPONSE}], tokenize=True
+    )
+    prefix_tokens = len(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
     result = {
         "model": ns.model,
         "k": ns.k,
