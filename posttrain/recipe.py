@@ -74,10 +74,11 @@ class DataSource(_Section):
     name: str | None = Field(None, description="Hub dataset configuration name.")
     data_dir: str | None = Field(None, description="Sub-directory of a hub dataset (e.g. 'harmless-base').")
     split: str = Field("train", description="Hub dataset split.")
-    format: Literal["auto", "pairs", "hh", "ranked", "principles"] = Field(
+    format: Literal["auto", "pairs", "hh", "ranked", "helpsteer3", "principles"] = Field(
         "auto",
         description="pairs: prompt/chosen/rejected (text or messages); hh: Anthropic HH transcripts; "
-        "ranked: prompt/responses/scores; principles: context/response/principle/fulfilment (RLBFF); "
+        "ranked: prompt/responses/scores; helpsteer3: context/response1/response2/overall_preference; "
+        "principles: context/response/principle/fulfilment (RLBFF); "
         "auto: detect from the first record.",
     )
     limit: int | None = Field(None, gt=0, description="Use only the first N records.")

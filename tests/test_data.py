@@ -528,3 +528,19 @@ def test_hub_loader_reads_a_local_dataset_repo(tmp_path):
     assert records == rows[:1] and label.endswith(":test")
     records, _ = read_source(DataSource(hub=str(repo), data_dir="harmless-base", limit=2))
     assert len(records) == 2
+
+
+def test_helpsteer3_preference_records():
+    from posttrain.data.preference import adapt_preferences
+
+    ctx = [{"role": "user", "content": "Hi"}]
+    rows = [
+        {"context": ctx, "response1": "a", "response2": "b", "overall_preference": -2},  # response1 better
+        {"context": ctx, "response1": "a", "response2": "b", "overall_preference": 3},
+        {"context": ctx, "response1": "a", "response2": "b", "overall_preference": 0},  # tie: dropped
+    ]
+    out, report = adapt_preferences(rows, "auto", "hs3")
+    assert [r["scores"] for r in out] == [[2.0, -2.0], [-3.0, 3.0]]
+    assert out[0]["prompt"] == ctx and report.dropped["all scores tied"] == 1
+    with pytest.raises(UserError, match="record 1: field 'overall_preference' must be a number"):
+        adapt_preferences([{**rows[0], "overall_preference": "much better"}], "helpsteer3", "hs3")

@@ -11,6 +11,8 @@ A pair is the two-response case (chosen scored 1, rejected 0); ranked lists keep
 - ``hh``: Anthropic HH transcripts ``"\\n\\nHuman: …\\n\\nAssistant: …"`` in ``chosen``/``rejected``; the shared
   turns become the prompt, the final assistant turns the two responses.
 - ``ranked``: ``prompt`` + ``responses`` (list) + ``scores`` (numbers, higher is better) for CPL's dense mode.
+- ``helpsteer3``: the HelpSteer3 ``preference`` config (``context``, ``response1``, ``response2``,
+  ``overall_preference`` in −3…3, negative = response1 better); ties are dropped.
 
 A malformed record (missing field, wrong type) is a :class:`UserError` naming the record and field. A
 well-formed record that cannot train (empty response, all scores tied, HH turns that do not share a
@@ -156,12 +158,29 @@ def adapt_ranked(rec: dict, where: str) -> dict:
     return {"prompt": prompt, "responses": list(responses), "scores": [float(s) for s in scores]}
 
 
-ADAPTERS = {"pairs": adapt_pair, "hh": adapt_hh, "ranked": adapt_ranked}
+def adapt_helpsteer3(rec: dict, where: str) -> dict:
+    """HelpSteer3 ``preference`` config: ``context``, ``response1``, ``response2``, ``overall_preference``
+    in −3…3, negative when response1 is better. The strength becomes the score gap; 0 (a tie) is dropped."""
+    prompt = _as_messages(_require(rec, "context", where), where, "context")
+    first, second = _require(rec, "response1", where), _require(rec, "response2", where)
+    preference = _require(rec, "overall_preference", where)
+    if not isinstance(first, str) or not isinstance(second, str):
+        raise UserError(f"{where}: fields 'response1' and 'response2' must be strings")
+    if not isinstance(preference, (int, float)) or isinstance(preference, bool):
+        raise UserError(f"{where}: field 'overall_preference' must be a number in -3..3")
+    if preference == 0:
+        raise _Drop("all scores tied")
+    return {"prompt": prompt, "responses": [first, second], "scores": [float(-preference), float(preference)]}
+
+
+ADAPTERS = {"pairs": adapt_pair, "hh": adapt_hh, "ranked": adapt_ranked, "helpsteer3": adapt_helpsteer3}
 
 
 def detect_format(rec: dict) -> str:
     if "responses" in rec and "scores" in rec:
         return "ranked"
+    if "response1" in rec and "response2" in rec and "overall_preference" in rec:
+        return "helpsteer3"
     if "chosen" in rec and "rejected" in rec:
         if "prompt" not in rec and isinstance(rec["chosen"], str) and "\n\nAssistant:" in rec["chosen"]:
             return "hh"
