@@ -10,7 +10,7 @@ response, calls it, and adds CPL-BC's behaviour-cloning term:
 
 with S = α·Σ_t γ^t log π(y_t | x, y_<t) over response tokens (or the γ-weighted mean, ``length_normalize``).
 
-It subclasses ``transformers.Trainer`` and overrides only ``compute_loss``, ``prediction_step`` and
+It subclasses ``transformers.Trainer`` and overrides only ``compute_loss`` and
 ``log``, so DeepSpeed, FSDP, PEFT, mixed precision, checkpointing and logging integrations stay upstream's.
 TRL's ``DPOTrainer`` was not used as the base because CPL's ranked (K > 2 responses) mode and its BC
 warm-up do not fit DPO's chosen/rejected batches, and overriding its loss would replace most of it.
@@ -180,12 +180,6 @@ class CPLTrainer(MetricsMixin, Trainer):
         metrics.update({"cpl_loss": cpl.detach(), "bc_loss": bc_loss.detach()})
         self.record_metrics(mode, metrics)
         return (loss, {"seq_logps": seq_logps.detach()}) if return_outputs else loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
 
 
 def setup_from_recipe(recipe, args: CPLConfig, *, progress: bool = True):

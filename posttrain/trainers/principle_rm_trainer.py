@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import torch
 from transformers import Trainer
 from trl import RewardTrainer
 
@@ -121,12 +120,6 @@ class PrincipleRMTrainer(_SavesRMForm, MetricsMixin, Trainer):
         loss, metrics = RM_STEPS[self.args.form](self, model, inputs)
         self.record_metrics("train" if model.training else "eval", metrics)
         return (loss, metrics) if return_outputs else loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
 
 
 class BradleyTerryTrainer(_SavesRMForm, RewardTrainer):

@@ -20,7 +20,17 @@ def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor, mask: torch.T
 
 
 class MetricsMixin:
-    """Collects per-step metrics and merges their means (across processes) into the Trainer's logs."""
+    """Collects per-step metrics and merges their means (across processes) into the Trainer's logs.
+
+    Evaluation reuses ``compute_loss`` (loss and metrics only): the batches carry trainer-specific
+    columns the model's forward does not take, so the Trainer's default ``prediction_step`` cannot run.
+    """
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
 
     _metrics: dict[str, defaultdict]
 
