@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import SHARED
@@ -136,7 +137,10 @@ def test_loader_on_shared_files():
 def test_loader_default_data_is_the_shared_copy_or_hub():
     from posttrain.evaluation.rm_bench import HUB_ID, default_data
 
-    assert default_data() == (str(RM_BENCH.resolve()) if RM_BENCH.is_dir() else HUB_ID)
+    if RM_BENCH.is_dir():
+        assert Path(default_data()).resolve() == RM_BENCH.resolve()
+    else:
+        assert default_data() == HUB_ID
 
 
 def test_loader_hub_code_path(tmp_path, monkeypatch):
