@@ -56,7 +56,6 @@ def _load_rm(ns: argparse.Namespace):
 def _cmd_score(ns: argparse.Namespace) -> int:
     """One output line per input record: the principles and one reward (and P(Yes)) per principle."""
     import json
-    import math
 
     from tqdm.auto import tqdm
 
@@ -79,10 +78,10 @@ def _cmd_score(ns: argparse.Namespace) -> int:
     tmp = out.with_suffix(out.suffix + ".tmp")
     with tmp.open("w") as fh:
         for i, (rec, context, principles) in enumerate(tqdm(rows, desc="scoring")):
-            rewards = rm.score(context, rec["response"], principles)
+            rewards, p_yes = rm.score(context, rec["response"], principles, return_p_yes=True)
             line = {"index": i, **({"id": rec["id"]} if "id" in rec else {}), "principles": principles}
             line["rewards"] = rewards
-            line["p_yes"] = [1 / (1 + math.exp(-r)) for r in rewards] if rm.form != "bradley_terry" else None
+            line["p_yes"] = p_yes if rm.form != "bradley_terry" else None
             fh.write(json.dumps(line) + "\n")
     tmp.replace(out)  # a finished file or none: never a half-written one
     print(f"scored {len(rows)} records × principles with {ns.model} ({rm.form}) → {out}")

@@ -49,6 +49,12 @@ def build_rm_messages(
     return messages
 
 
+def rm_input_ids(tokenizer, messages: list[dict[str, str]], *, generation_prompt: bool = True) -> list[int]:
+    """Token ids of the chat-template rendering (some tokenizers return a BatchEncoding, some a list)."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
 def adapt_principles(
     records: list[dict[str, Any]], source: str, *, partially_as: str | None = None
 ) -> tuple[list[dict[str, Any]], DropReport]:
@@ -77,7 +83,12 @@ def adapt_principles(
         if not response.strip():
             report.drop("empty response")
             continue
-        out.append({"context": context, "response": response, "principle": principle, "label": LABELS[key]})
+        item = {"context": context, "response": response, "principle": principle, "label": LABELS[key]}
+        if isinstance(
+            rec.get("family"), str
+        ):  # generated data tags each record's check (per-family accuracy)
+            item["family"] = rec["family"]
+        out.append(item)
     report.kept = len(out)
     return out, report
 
@@ -95,9 +106,7 @@ def tokenize_principles(
     out = []
     for rec in records:
         messages = build_rm_messages(rec["context"], rec["response"], rec["principle"], template)
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if hasattr(ids, "keys"):  # some tokenizers return a BatchEncoding
-            ids = ids["input_ids"]
+        ids = rm_input_ids(tokenizer, messages)
         if len(ids) > max_length:
             if report is not None:
                 report.drop("over max_length")

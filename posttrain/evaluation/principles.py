@@ -28,9 +28,6 @@ def evaluate_principles(
     from tqdm.auto import tqdm
 
     items, _ = adapt_principles(records, source)
-    # adapt_principles keeps order; carry an optional "family" tag (generated data) for per-family accuracy
-    families = [rec.get("family") for rec in records if str(rec.get("fulfilment", "")).lower() != "partially"]
-    families = families if len(families) == len(items) else [None] * len(items)
     rewards = []
     batch = 16
     for start in tqdm(range(0, len(items), batch), desc="scoring", disable=not progress):
@@ -59,9 +56,9 @@ def evaluate_principles(
         correct = sum((r > 0) == bool(rec["label"]) for rec, r in zip(items, rewards))
         result["binary_accuracy"] = correct / len(items)
         by_family: dict[str, list[bool]] = defaultdict(list)
-        for rec, reward, family in zip(items, rewards, families):
-            if family is not None:
-                by_family[family].append((reward > 0) == bool(rec["label"]))
+        for rec, reward in zip(items, rewards):
+            if "family" in rec:
+                by_family[rec["family"]].append((reward > 0) == bool(rec["label"]))
         if by_family:
             result["binary_accuracy_by_family"] = {f: sum(v) / len(v) for f, v in sorted(by_family.items())}
     return result

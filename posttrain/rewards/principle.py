@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from posttrain.data.principle import DEFAULT_TEMPLATE, build_rm_messages
+from posttrain.data.principle import DEFAULT_TEMPLATE, build_rm_messages, rm_input_ids
 from posttrain.errors import UserError
 
 FORMS = ("yes_no", "scalar_head", "bradley_terry")
@@ -50,11 +50,6 @@ def yes_no_token_ids(tokenizer, yes: str = "Yes", no: str = "No") -> tuple[int, 
 
 def save_rm_config(out_dir: str | Path, *, form: str, template: str) -> None:
     Path(out_dir, RM_CONFIG).write_text(json.dumps({"form": form, "template": template}, indent=2))
-
-
-def _input_ids(tokenizer, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
-    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
 class PrincipleRewardModel:
@@ -107,20 +102,21 @@ class PrincipleRewardModel:
     # ------------------------------------------------------------------------------------------------
     def _sequences(self, context, response, principles: Sequence[str | None]) -> list[list[int]]:
         if self.form == "bradley_terry":
-            ids = _input_ids(self.tokenizer, build_rm_messages(context, response, None), False)
+            ids = rm_input_ids(
+                self.tokenizer, build_rm_messages(context, response, None), generation_prompt=False
+            )
             return [ids for _ in principles]
         return [
-            _input_ids(self.tokenizer, build_rm_messages(context, response, p, self.template), True)
+            rm_input_ids(self.tokenizer, build_rm_messages(context, response, p, self.template))
             for p in principles
         ]
 
-    def _read_rewards(self, output, last: torch.Tensor | None = None) -> torch.Tensor:
-        """Reward per row from a forward's output; ``last`` = position of each row's last real token."""
+    def _read_rewards(self, output) -> torch.Tensor:
+        """Reward per row; a Yes/No forward kept only each row's last real position (``logits_to_keep``)."""
         logits = output.logits
         if self.form != "yes_no":
             return logits[:, 0].float()
-        logits = logits[:, -1] if last is None else logits[torch.arange(len(last)), last]
-        return (logits[:, self.yes_id] - logits[:, self.no_id]).float()
+        return (logits[:, -1, self.yes_id] - logits[:, -1, self.no_id]).float()
 
     @torch.no_grad()
     def _score_sequences(self, sequences: list[list[int]], batch_size: int) -> list[float]:
@@ -181,8 +177,6 @@ class PrincipleRewardModel:
             **{self._cache_kwarg: cache},
             **kwargs,
         )
-        if self.form == "yes_no":  # logits_to_keep already picked each row's last real position
-            return (out.logits[:, -1, self.yes_id] - out.logits[:, -1, self.no_id]).float().tolist()
         return self._read_rewards(out).tolist()
 
     def score(
@@ -200,13 +194,13 @@ class PrincipleRewardModel:
             raise UserError("give at least one principle")
         if self.form != "bradley_terry" and any(not p for p in principles):
             raise UserError(f"a {self.form} principle RM needs a non-empty principle for every score")
-        sequences = self._sequences(context, response, principles)
-        rewards = None
-        if share_prefix and len(principles) > 1 and self.form != "bradley_terry":
-            rewards = self._score_shared_prefix(sequences)
-        if rewards is None:
-            rewards = self._score_sequences(sequences if self.form != "bradley_terry" else sequences[:1], 8)
-            rewards = rewards * len(principles) if self.form == "bradley_terry" else rewards
+        if self.form == "bradley_terry":  # one score per response, whatever the principles
+            rewards = self._score_sequences(self._sequences(context, response, [None]), 1) * len(principles)
+        else:
+            sequences = self._sequences(context, response, principles)
+            rewards = self._score_shared_prefix(sequences) if share_prefix and len(principles) > 1 else None
+            if rewards is None:
+                rewards = self._score_sequences(sequences, 8)
         if return_p_yes:
             return rewards, torch.sigmoid(torch.tensor(rewards)).tolist()
         return rewards

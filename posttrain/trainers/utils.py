@@ -35,11 +35,13 @@ class MetricsMixin:
     _metrics: dict[str, defaultdict]
 
     def record_metrics(self, mode: str, metrics: dict[str, torch.Tensor]) -> None:
-        for key, value in metrics.items():
-            value = value.detach().float()
-            local = value.mean() if value.numel() else torch.tensor(float("nan"), device=value.device)
-            gathered = self.accelerator.gather(local.reshape(1))
-            self._metrics[mode][key].append(torch.nanmean(gathered).item())
+        """Per-process means of every metric, averaged over processes in one gather (this runs every step)."""
+        local = torch.stack(
+            [v.detach().float().mean() if v.numel() else v.new_tensor(float("nan")) for v in metrics.values()]
+        )
+        means = torch.nanmean(self.accelerator.gather(local.unsqueeze(0)), dim=0).tolist()
+        for key, value in zip(metrics, means):
+            self._metrics[mode][key].append(value)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
