@@ -16,9 +16,12 @@ EXIT_USAGE = 2
 
 
 def _cmd_train(ns: argparse.Namespace) -> int:
-    from posttrain.train import run_train
+    from posttrain.train import run_train, shutdown_distributed
 
-    run_train(ns.recipe, ns.overrides)
+    try:
+        run_train(ns.recipe, ns.overrides)
+    finally:
+        shutdown_distributed()
     return 0
 
 

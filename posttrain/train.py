@@ -76,6 +76,20 @@ def cpu_multiprocess_overrides() -> list[str]:
     return []
 
 
+def shutdown_distributed() -> None:
+    """Destroy the process group (if any) while the interpreter is still whole.
+
+    A process that exits with a live gloo group can abort (SIGABRT) during interpreter finalisation: gloo's
+    worker threads still hold work objects whose tensors need the GIL to be freed. It is timing-dependent,
+    so it showed up as a rare failure of the 2-process CPU runs. ``destroy_process_group`` is local, not a
+    collective, so each rank may call it whenever it is done.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) -> dict:
     """Train a recipe; returns the run summary (also written to ``output_dir/run_summary.json``)."""
     recipe = load_recipe(recipe_name, [*overrides, *cpu_multiprocess_overrides()])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -50,10 +51,20 @@ def _losses(out_dir) -> list[float]:
     return [row["loss"] for row in history if "loss" in row]
 
 
+_CAUSE = re.compile(r"Error|error:|terminate|what\(\)|Abort|Signal|Exception", re.IGNORECASE)
+
+
 def _run(cmd, port=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
-    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    if proc.returncode != 0:
+        # the root cause of a crashed worker sits above the launcher's own traceback: keep those lines
+        cause = [line for line in proc.stderr.splitlines() if _CAUSE.search(line)]
+        pytest.fail(
+            "\n".join(
+                [f"exit {proc.returncode}: {' '.join(map(str, cmd))}", *cause[:40], proc.stderr[-3000:]]
+            )
+        )
     return proc
 
 
