@@ -102,6 +102,11 @@ def _lm_derived(recipe: Recipe) -> dict[str, Any]:
     }
 
 
+def _policy_derived(recipe: Recipe) -> dict[str, Any]:
+    # RL trainers take lengths from their own section (max_completion_length); prompts are not truncated.
+    return {"activation_checkpointing": recipe.model.gradient_checkpointing}
+
+
 METHODS: dict[str, Method] = {
     "cpl": Method(
         name="cpl",
@@ -116,6 +121,13 @@ METHODS: dict[str, Method] = {
         config_path="posttrain.trainers.principle_rm_config:PrincipleRMConfig",
         setup_path="posttrain.trainers.principle_rm_trainer:setup_from_recipe",
         derived=_lm_derived,
+    ),
+    "drpo": Method(
+        name="drpo",
+        summary="DRPO (Li et al. 2025): decoupled length reward for reasoning RL; DisCO, GRPO, GRPO-LP baselines",
+        config_path="posttrain.trainers.drpo_config:DRPOConfig",
+        setup_path="posttrain.trainers.drpo_trainer:setup_from_recipe",
+        derived=_policy_derived,
     ),
 }
 

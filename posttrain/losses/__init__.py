@@ -4,10 +4,32 @@
 """
 
 from posttrain.losses.cpl import cpl_loss, cpl_ranked_loss, segment_logps, sequence_nll
+from posttrain.losses.drpo import (
+    drpo_objective,
+    kl_hinge_penalty,
+    length_penalized_rewards,
+    length_reward,
+    positive_weights,
+    token_mean_kl,
+)
 
 LOSSES = {
     "cpl": cpl_loss,
     "cpl_ranked": cpl_ranked_loss,
+    "drpo": drpo_objective,
+    "drpo_kl_penalty": kl_hinge_penalty,
 }
 
-__all__ = ["LOSSES", "cpl_loss", "cpl_ranked_loss", "segment_logps", "sequence_nll"]
+__all__ = [
+    "LOSSES",
+    "cpl_loss",
+    "cpl_ranked_loss",
+    "drpo_objective",
+    "kl_hinge_penalty",
+    "length_penalized_rewards",
+    "length_reward",
+    "positive_weights",
+    "segment_logps",
+    "sequence_nll",
+    "token_mean_kl",
+]

@@ -1,0 +1,239 @@
+"""DRPO trainer: TRL's GRPOTrainer with the decoupled, group-wise DRPO objective (arXiv 2510.04474).
+
+Rollouts (HF generate or vLLM colocate/server), reward computation, DeepSpeed/FSDP, PEFT and logging are
+GRPOTrainer's. What changes, and only that, is overridden:
+
+- ``_calculate_rewards`` / ``_generate_and_score_completions``: keep the gathered rewards, derive binary
+  correctness and completion lengths per answer (and, for the ``grpo_lp`` baseline, length-penalised
+  advantages); log accuracy, mean length of correct / incorrect answers and the fraction of groups that
+  carry a signal (both correct and incorrect answers).
+- ``_prepare_inputs``: TRL shuffles a generation batch row by row before splitting it into micro-batches,
+  which scatters a prompt's answers over several micro-batches. DRPO's objective is a function of the
+  whole group (softmax over its correct answers, log-mean-exp over its incorrect ones), so here whole
+  groups are shuffled instead and every micro-batch holds complete groups (as the official code reorders
+  its batches). Each process already generates whole groups: the config requires
+  ``per_device_train_batch_size`` to be a multiple of ``num_generations``.
+- ``_compute_loss``: −mean_groups J + (β/2)[KL(π_old‖π_θ) − δ]_+² (posttrain.losses.drpo), with
+  s(o) the mean token log-prob at the sampling temperature. The grpo / grpo_lp baselines use TRL's loss.
+
+Deviations: text-only (no multimodal batches in the group-preserving split).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+from trl.trainer.utils import split_tensor_dict
+
+from posttrain.losses.drpo import (
+    drpo_objective,
+    kl_hinge_penalty,
+    length_penalized_rewards,
+    token_mean_kl,
+)
+from posttrain.trainers.drpo_config import GROUPWISE_OBJECTIVES, DRPOConfig
+
+
+def shuffle_groups(batch: dict[str, Any], group_size: int, generator: torch.Generator | None = None) -> dict:
+    """Permute the groups of a batch (rows [g0 × K, g1 × K, …]) while keeping each group's rows together.
+
+    Tensors and lists with one entry per row are permuted; scalars and None pass through.
+    """
+    rows = len(next(v for v in batch.values() if v is not None and not _is_scalar(v)))
+    if rows % group_size:
+        raise ValueError(f"{rows} rows do not form whole groups of {group_size}")
+    order = torch.randperm(rows // group_size, generator=generator)
+    perm = (order.unsqueeze(1) * group_size + torch.arange(group_size)).flatten()
+
+    def permute(value):
+        if value is None or _is_scalar(value):
+            return value
+        if isinstance(value, torch.Tensor):
+            return value[perm.to(value.device)]
+        return [value[i] for i in perm.tolist()]
+
+    return {key: permute(value) for key, value in batch.items()}
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.ndim == 0
+
+
+def groups_intact(prompt_ids: torch.Tensor, group_size: int) -> bool:
+    """True when every consecutive block of ``group_size`` rows holds one prompt (i.e. one group)."""
+    if prompt_ids.shape[0] % group_size:
+        return False
+    blocks = prompt_ids.view(-1, group_size, prompt_ids.shape[-1])
+    return bool((blocks == blocks[:, :1]).all())
+
+
+class DRPOTrainer(GRPOTrainer):
+    """GRPOTrainer with the DRPO / DisCO objectives and the GRPO-LP baseline (``args.objective``)."""
+
+    args: DRPOConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._gathered_rewards: torch.Tensor | None = None
+        # the reward that decides correctness, by position in reward_funcs (None = weighted sum)
+        self._correct_index: int | None = None
+        if self.args.correct_reward is not None:
+            if self.args.correct_reward not in self.reward_func_names:
+                raise ValueError(
+                    f"correct_reward '{self.args.correct_reward}' is not among the reward functions "
+                    f"{self.reward_func_names}"
+                )
+            self._correct_index = self.reward_func_names.index(self.args.correct_reward)
+
+    @property
+    def _groupwise(self) -> bool:
+        return self.args.objective in GROUPWISE_OBJECTIVES
+
+    def _group_size(self, mode: str) -> int:
+        if mode == "train":
+            return self.num_generations
+        return self.num_generations_eval or self.num_generations
+
+    # -- rollouts: correctness, lengths, baseline advantages, metrics ---------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._gathered_rewards = rewards  # (all processes' rows, n_funcs), in process order
+        return rewards
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        k = self._group_size(mode)
+        rewards = self._gathered_rewards
+        if self._correct_index is None:
+            signal = (rewards * self.reward_weights.to(rewards.device).unsqueeze(0)).nansum(dim=1)
+        else:
+            signal = torch.nan_to_num(rewards[:, self._correct_index], nan=0.0)
+        correct = signal > self.args.correct_threshold
+        local_lengths = out["completion_mask"].sum(dim=1)
+        lengths = self.accelerator.gather(local_lengths)
+        n_local = local_lengths.shape[0]
+        local = slice(
+            self.accelerator.process_index * n_local, (self.accelerator.process_index + 1) * n_local
+        )
+
+        if self.args.objective == "grpo_lp":
+            shaped = length_penalized_rewards(
+                correct.view(-1, k), lengths.view(-1, k), alpha=self.args.length_penalty_alpha
+            )
+            std = shaped.std(dim=1, keepdim=True) if k > 1 else torch.zeros_like(shaped[:, :1])
+            advantages = (shaped - shaped.mean(dim=1, keepdim=True)) / (std + 1e-4)
+            out["advantages"] = advantages.flatten()[local]
+
+        out["correct"] = correct[local]
+        out["lengths"] = local_lengths
+        groups = correct.view(-1, k)
+        n_pos = groups.sum(dim=1)
+        valid = (n_pos > 0) & (n_pos < k)
+        lengths_f = lengths.float()
+        metrics = self._metrics[mode]
+        metrics["accuracy"].append(correct.float().mean().item())
+        metrics["groups/valid_fraction"].append(valid.float().mean().item())
+        metrics["groups/all_correct_fraction"].append((n_pos == k).float().mean().item())
+        for name, rows in (("correct", correct), ("incorrect", ~correct)):
+            value = lengths_f[rows].mean().item() if rows.any() else math.nan
+            metrics[f"length/{name}_mean"].append(value)
+        return out
+
+    # -- micro-batches of whole groups ----------------------------------------------------------------
+
+    def _prepare_inputs(self, generation_batch):
+        if not (self.model.training and self._groupwise):
+            return super()._prepare_inputs(generation_batch)
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        if self._step % generate_every == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            batch = shuffle_groups(batch, self.num_generations)
+            self._buffered_inputs = split_tensor_dict(batch, self.args.steps_per_generation)
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    # -- loss -----------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model, inputs):
+        if not self._groupwise:
+            return super()._compute_loss(model, inputs)
+        mode = "train" if self.model.training else "eval"
+        k = self._group_size(mode)
+        if not groups_intact(inputs["prompt_ids"], k):
+            # a bug, not a user error: the objective would silently mix answers of different prompts
+            raise RuntimeError(f"DRPO micro-batch does not hold whole groups of {k} answers")
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            model,
+            torch.cat([prompt_ids, completion_ids], dim=1),
+            torch.cat([prompt_mask, mask], dim=1),
+            completion_ids.size(1),
+        )
+        maskf = mask.to(logps.dtype)
+        scores = (logps * maskf).sum(dim=1) / maskf.sum(dim=1).clamp(min=1.0)
+        lam = math.inf if self.args.objective == "disco" else self.args.length_lambda
+        objective = drpo_objective(
+            scores.view(-1, k),
+            inputs["correct"].view(-1, k),
+            inputs["lengths"].view(-1, k),
+            max_length=self.max_completion_length,
+            lam=lam,
+            tau=self.args.tau,
+            shape=self.args.length_reward,
+            all_correct=self.args.all_correct,
+        )
+        old = inputs.get("old_per_token_logps")
+        old = logps.detach() if old is None else old
+        kl = token_mean_kl(old, logps, mask)
+        penalty = kl_hinge_penalty(kl, beta=self.args.trust_region_beta, delta=self.args.trust_region_delta)
+        loss = -objective.mean() + penalty
+
+        stats = torch.stack([objective.mean(), kl, penalty, scores.mean()]).detach().float()
+        stats = self.accelerator.gather(stats.unsqueeze(0)).mean(dim=0).tolist()
+        for name, value in zip(("objective", "kl", "kl_penalty", "score_mean"), stats):
+            self._metrics[mode][name].append(value)
+        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        return loss / normalizer
+
+
+def setup_from_recipe(recipe, args: DRPOConfig, *, progress: bool = True):
+    """Build a DRPOTrainer from a validated recipe: data and rewards first (cheap errors), then the model."""
+    from posttrain.data.math import load_math_split
+    from posttrain.models import load_model, load_tokenizer, peft_config
+    from posttrain.rewards.math import DRPO_SUFFIX
+    from posttrain.rewards.registry import resolve_reward
+
+    suffix = DRPO_SUFFIX if args.prompt_suffix is None else args.prompt_suffix
+    splits = {}
+    for name in ("train", "eval"):
+        source = getattr(recipe.data, name)
+        if source is not None:
+            splits[name] = load_math_split(source, suffix=suffix)
+    reward_funcs = [resolve_reward(spec) for spec in args.rewards]
+    tokenizer = load_tokenizer(recipe.model, padding_side="left")
+    model = load_model(recipe.model)
+    trainer = DRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("eval"),
+        processing_class=tokenizer,
+        peft_config=peft_config(recipe.model),
+    )
+    return trainer, [_SplitReport(name, len(ds)) for name, ds in splits.items()]
+
+
+class _SplitReport:
+    """What ``posttrain train`` prints about each loaded split."""
+
+    def __init__(self, split: str, n: int):
+        self.split, self.n = split, n
+
+    def summary(self) -> str:
+        return f"{self.split}: {self.n} problems"

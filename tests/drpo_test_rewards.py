@@ -1,0 +1,13 @@
+"""Reward functions for DRPO tests: cheap, deterministic, and mixed within a group on a random tiny model.
+
+Importable as ``drpo_test_rewards:parity`` when tests/ is on the path (the distributed test sets PYTHONPATH).
+"""
+
+
+def _text(completion) -> str:
+    return completion[-1]["content"] if isinstance(completion, list) else completion
+
+
+def parity(prompts, completions, **kwargs) -> list[float]:
+    """1 when the completion text has an odd number of characters."""
+    return [float(len(_text(c)) % 2) for c in completions]

@@ -1,0 +1,180 @@
+"""DRPOTrainer on a tiny random model: group-intact micro-batches, the true loss, baselines, config errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from drpo_test_rewards import parity
+from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
+
+from posttrain.losses import drpo_objective, length_penalized_rewards
+from posttrain.methods import ConfigFieldError
+from posttrain.trainers.drpo_config import DRPOConfig
+from posttrain.trainers.drpo_trainer import DRPOTrainer, groups_intact, shuffle_groups
+
+K = 4
+
+
+def _batch(n_groups=4, k=K):
+    prompt_ids = torch.arange(n_groups).repeat_interleave(k).unsqueeze(1).repeat(1, 3)
+    return {
+        "prompt_ids": prompt_ids,
+        "completion_ids": torch.arange(n_groups * k).unsqueeze(1),
+        "texts": [f"row{i}" for i in range(n_groups * k)],
+        "num_items_in_batch": torch.tensor(7),
+        "old_per_token_logps": None,
+    }
+
+
+def test_shuffle_groups_keeps_every_micro_batch_whole():
+    batch = _batch()
+    gen = torch.Generator().manual_seed(0)
+    shuffled = shuffle_groups(batch, K, generator=gen)
+    assert sorted(shuffled["completion_ids"].flatten().tolist()) == list(range(16))
+    assert shuffled["num_items_in_batch"].item() == 7 and shuffled["old_per_token_logps"] is None
+    # rows, lists and tensors move together
+    assert [f"row{i}" for i in shuffled["completion_ids"].flatten().tolist()] == shuffled["texts"]
+    for micro in split_tensor_dict(shuffled, 4):
+        assert groups_intact(micro["prompt_ids"], K)
+
+
+def test_trl_row_shuffle_breaks_groups_and_the_guard_sees_it():
+    torch.manual_seed(0)
+    micro = split_tensor_dict(shuffle_sequence_dict(_batch()), 4)
+    assert not all(groups_intact(m["prompt_ids"], K) for m in micro)
+
+
+@pytest.fixture(scope="module")
+def eos_tiny(tiny_model_dir, tmp_path_factory):
+    """The tiny model with a boosted end-of-sequence logit, so sampled lengths vary (a random model rarely stops)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        ids = tok(
+            "What is 3 plus 4? The answer is seven, since three and four make seven.", return_tensors="pt"
+        )
+        h = model(**ids, output_hidden_states=True).hidden_states[-1][0].mean(0)
+        h = model.model.norm(h)
+        model.lm_head.weight[tok.eos_token_id] = 8.0 * h / h.pow(2).sum()
+    out = tmp_path_factory.mktemp("eos-tiny")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _dataset(n=16):
+    from datasets import Dataset
+
+    rows = [
+        {"prompt": [{"role": "user", "content": f"What is {i} plus {i}?"}], "answer": str(2 * i)}
+        for i in range(n)
+    ]
+    return Dataset.from_list(rows)
+
+
+def _trainer(model_dir, tmp_path, **overrides):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        num_generations=K,
+        max_completion_length=12,
+        learning_rate=1e-3,
+        max_steps=4,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+        steps_per_generation=2,
+    )
+    kwargs.update(overrides)
+    args = DRPOConfig(**kwargs)
+    tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    return DRPOTrainer(
+        model=model, reward_funcs=[parity], args=args, train_dataset=_dataset(), processing_class=tok
+    )
+
+
+@pytest.mark.integration
+def test_drpo_trains_and_logs_the_true_loss(eos_tiny, tmp_path):
+    trainer = _trainer(eos_tiny, tmp_path)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    logs = [row for row in trainer.state.log_history if "loss" in row]
+    assert len(logs) == 4
+    for row in logs:
+        # the logged loss is −J + penalty itself (no S/S.detach() rescaling)
+        assert row["loss"] == pytest.approx(-row["objective"] + row["kl_penalty"], abs=1e-4)
+    # the first micro-batch of each generation is on-policy: no KL yet; the second one has moved
+    assert logs[0]["kl"] == pytest.approx(0.0, abs=1e-6) and logs[2]["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert logs[1]["kl"] > 0
+    generated = [row for row in logs if "accuracy" in row]
+    for key in ("accuracy", "groups/valid_fraction", "length/correct_mean", "length/incorrect_mean"):
+        assert key in generated[0]
+    assert any(row["groups/valid_fraction"] > 0 for row in generated)
+    changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) == len(before)
+
+
+@pytest.mark.integration
+def test_grpo_lp_advantages_come_from_length_penalised_rewards(eos_tiny, tmp_path):
+    trainer = _trainer(eos_tiny, tmp_path, objective="grpo_lp", length_penalty_alpha=0.5, max_steps=1)
+    trainer.model.train()
+    loader = trainer.get_train_dataloader()
+    out = trainer._generate_and_score_completions(next(iter(loader)))
+    correct, lengths = out["correct"].view(-1, K), out["lengths"].view(-1, K)
+    shaped = length_penalized_rewards(correct, lengths, alpha=0.5)
+    expected = (shaped - shaped.mean(1, keepdim=True)) / (shaped.std(1, keepdim=True) + 1e-4)
+    assert torch.allclose(out["advantages"], expected.flatten(), atol=1e-5)
+
+
+@pytest.mark.integration
+def test_micro_batch_loss_equals_the_objective_on_its_groups(eos_tiny, tmp_path):
+    trainer = _trainer(eos_tiny, tmp_path, max_steps=1)
+    trainer.model.train()
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    assert groups_intact(inputs["prompt_ids"], K)
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop
+    loss = trainer.compute_loss(trainer.model, inputs)
+    # recompute s(o) directly from the model (logits at temperature 0.6)
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+    attn = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+    with torch.no_grad():
+        logits = trainer.model(input_ids=ids, attention_mask=attn).logits[:, :-1] / 0.6
+    c = inputs["completion_ids"].size(1)
+    logps = (
+        torch.log_softmax(logits[:, -c:], -1).gather(-1, inputs["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    )
+    mask = inputs["completion_mask"].float()
+    scores = (logps * mask).sum(1) / mask.sum(1)
+    j = drpo_objective(
+        scores.view(-1, K),
+        inputs["correct"].view(-1, K),
+        inputs["lengths"].view(-1, K),
+        max_length=12,
+        lam=0.1,
+        tau=10.0,
+    )
+    # gradient accumulation of 1 and an on-policy micro-batch: loss = −mean J
+    assert loss.item() == pytest.approx(-j.mean().item(), abs=1e-4)
+    assert not math.isnan(loss.item())
+
+
+def test_config_requires_whole_groups_per_micro_batch(tmp_path):
+    with pytest.raises(ConfigFieldError, match="per_device_train_batch_size"):
+        DRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=6, num_generations=4, use_cpu=True)
+    # the GRPO baseline has no such constraint (TRL's own checks apply)
+    DRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=6,
+        num_generations=3,
+        objective="grpo",
+        use_cpu=True,
+    )
