@@ -301,14 +301,27 @@ def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: b
         where=where,
     )
     recipe.source = where
-    config = method.build_config(
-        recipe, hardware_neutral=True
-    )  # cross-field checks of the trainer arguments; nothing is written
-    # Resolved: the method section lists every hyperparameter, defaults included.
-    recipe.method_args = {name: getattr(config, name) for name in sorted(method.method_fields())}
+    method.build_config(recipe, hardware_neutral=True)  # cross-field checks; nothing is written
+    # Resolved: the method section lists every hyperparameter, defaults included. Defaults are the declared
+    # ones, not values __post_init__ derived (e.g. GRPO's generation_batch_size depends on the world size and
+    # may not be set together with steps_per_generation).
+    defaults = _declared_defaults(method.config_cls)
+    recipe.method_args = {
+        name: recipe.method_args.get(name, defaults.get(name)) for name in sorted(method.method_fields())
+    }
     if check_files:
         _check_files(recipe, where)
     return recipe
+
+
+def _declared_defaults(config_cls) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def _check_files(recipe: Recipe, where: str) -> None:

@@ -118,3 +118,59 @@ def test_two_process_loss_matches_single_process(method, config, tmp_path, tmp_p
     assert state["world_size"] == 2
     assert state["distributed_type"] == ("DEEPSPEED" if "zero2" in config else "MULTI_CPU")
     assert "run summary" in proc.stdout
+
+
+def _drpo_recipe(tmp_path, tiny_model_dir):
+    data = tmp_path / "sums.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"problem": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(16)
+        )
+    )
+    path = tmp_path / "drpo.yaml"
+    path.write_text(
+        f"""# Launch: accelerate launch --config_file launch/cpu_2proc.yaml -m posttrain train {path}
+method: drpo
+output_dir: {tmp_path / "unused"}
+model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
+data:
+  train: {{path: {data}, format: math}}
+drpo: {{num_generations: 4, max_completion_length: 8, rewards: ["drpo_test_rewards:parity"], steps_per_generation: 2}}
+training: {{max_steps: 4, per_device_train_batch_size: 8, logging_steps: 1, save_strategy: "no", report_to: none,
+           seed: 1, learning_rate: 1.0e-3}}
+"""
+    )
+    return path
+
+
+@pytest.mark.parametrize("config", ["cpu_2proc.yaml", "cpu_2proc_zero2.yaml"])
+def test_drpo_two_processes_keep_groups_whole(config, tmp_path, tiny_model_dir, monkeypatch):
+    """Each process generates whole groups and every micro-batch holds whole groups: the trainer checks
+    every micro-batch (prompt ids identical within each block of num_generations rows) and stops otherwise."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
+    out = tmp_path / "out"
+    proc = _run(
+        [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            str(ROOT / "launch" / config),
+            "--main_process_port",
+            "0",
+            "-m",
+            "posttrain",
+            "train",
+            str(_drpo_recipe(tmp_path, tiny_model_dir)),
+            f"output_dir={out}",
+        ]
+    )
+    state = json.loads((out / "run_summary.json").read_text())
+    assert state["world_size"] == 2 and state["steps"] == 4
+    history = json.loads((out / "log_history.json").read_text())
+    steps = [row for row in history if "loss" in row]
+    assert len(steps) == 4
+    for row in steps:
+        assert row["loss"] == pytest.approx(-row["objective"] + row["kl_penalty"], abs=1e-4)
+    # 2 processes × 8 rows = 4 groups of 4 per rollout; some of them carry a signal
+    assert any(row.get("groups/valid_fraction", 0) > 0 for row in steps)
+    assert "run summary" in proc.stdout

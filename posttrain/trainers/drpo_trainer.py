@@ -204,16 +204,18 @@ class DRPOTrainer(GRPOTrainer):
 def setup_from_recipe(recipe, args: DRPOConfig, *, progress: bool = True):
     """Build a DRPOTrainer from a validated recipe: data and rewards first (cheap errors), then the model."""
     from posttrain.data.math import load_math_split
+    from posttrain.data.preference import DropReport
     from posttrain.models import load_model, load_tokenizer, peft_config
     from posttrain.rewards.math import DRPO_SUFFIX
     from posttrain.rewards.registry import resolve_reward
 
     suffix = DRPO_SUFFIX if args.prompt_suffix is None else args.prompt_suffix
-    splits = {}
+    splits, reports = {}, []
     for name in ("train", "eval"):
         source = getattr(recipe.data, name)
         if source is not None:
-            splits[name] = load_math_split(source, suffix=suffix)
+            reports.append(DropReport(source=name))
+            splits[name] = load_math_split(source, suffix=suffix, report=reports[-1])
     reward_funcs = [resolve_reward(spec) for spec in args.rewards]
     tokenizer = load_tokenizer(recipe.model, padding_side="left")
     model = load_model(recipe.model)
@@ -226,14 +228,4 @@ def setup_from_recipe(recipe, args: DRPOConfig, *, progress: bool = True):
         processing_class=tokenizer,
         peft_config=peft_config(recipe.model),
     )
-    return trainer, [_SplitReport(name, len(ds)) for name, ds in splits.items()]
-
-
-class _SplitReport:
-    """What ``posttrain train`` prints about each loaded split."""
-
-    def __init__(self, split: str, n: int):
-        self.split, self.n = split, n
-
-    def summary(self) -> str:
-        return f"{self.split}: {self.n} problems"
+    return trainer, reports
