@@ -178,3 +178,16 @@ def test_config_requires_whole_groups_per_micro_batch(tmp_path):
         objective="grpo",
         use_cpu=True,
     )
+
+
+def test_reward_specs_resolve_or_name_the_mistake():
+    from posttrain.errors import UserError
+    from posttrain.rewards.math import math_correctness
+    from posttrain.rewards.registry import resolve_reward
+
+    assert resolve_reward("math_correctness") is math_correctness
+    assert resolve_reward("drpo_test_rewards:parity") is parity
+    with pytest.raises(UserError, match="did you mean 'math_correctness'"):
+        resolve_reward("math_corectness")
+    with pytest.raises(UserError, match="cannot import"):
+        resolve_reward("no_such_module:f")

@@ -285,3 +285,15 @@ def test_lora_principle_rm_trains_only_the_adapter(tiny_model_dir, tiny_tokenize
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert changed and all("lora_" in n or "score" in n for n in changed)
     assert any("lora_B" in n for n in changed)
+
+
+@pytest.mark.integration
+def test_principle_rm_is_a_recipe_reward(trained_rms):
+    """`drpo.rewards: [principle_rm=PATH]` plugs the RM into GRPO/DRPO."""
+    from posttrain.rewards.registry import resolve_reward
+
+    reward = resolve_reward(f"principle_rm={trained_rms['yes_no']}")
+    assert reward.__name__ == "principle_rm"
+    rm = PrincipleRewardModel.from_pretrained(str(trained_rms["yes_no"]))
+    got = reward(["Say something."], ["word word"], principle=[LIMIT])
+    assert got == pytest.approx(rm.score("Say something.", "word word", [LIMIT]), abs=1e-5)
