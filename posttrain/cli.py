@@ -128,12 +128,107 @@ def _cmd_eval_principles(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_math(ns: argparse.Namespace) -> int:
+    from posttrain.data.math import BENCHMARKS
+    from posttrain.evaluation.math_eval import (
+        PLOT_FILE,
+        MathEvalSettings,
+        evaluate_math,
+        format_table,
+    )
+
+    benchmarks = [b.strip() for b in ns.benchmarks.split(",") if b.strip()]
+    if benchmarks == ["all"]:
+        benchmarks = list(BENCHMARKS)
+    settings = MathEvalSettings(
+        samples=ns.samples,
+        temperature=ns.temperature,
+        top_p=ns.top_p,
+        max_new_tokens=ns.max_new_tokens,
+        limit=ns.limit,
+        suffix=ns.suffix,
+        system_prompt=ns.system_prompt,
+        seed=ns.seed,
+    )
+    results = evaluate_math(
+        ns.model,
+        benchmarks,
+        settings=settings,
+        data_dir=ns.data_dir,
+        backend=ns.backend,
+        dtype=ns.dtype,
+        batch_size=ns.batch_size,
+        out_dir=ns.out,
+        label=ns.label,
+        compare=ns.plot or (),
+        resume=ns.resume,
+    )
+    print(format_table(results))
+    if ns.out:
+        print(f"results.json, samples.jsonl and {PLOT_FILE} in {ns.out}")
+    return 0
+
+
+def _cmd_eval_math_plot(ns: argparse.Namespace) -> int:
+    from posttrain.evaluation.math_eval import format_table, load_results, plot_runs
+
+    runs = [load_results(d) for d in ns.dirs]
+    for run in runs:
+        print(format_table(run))
+    print(f"written {plot_runs(runs, ns.out)}")
+    return 0
+
+
 def _add_rm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained RM directory (or hub id / alias)")
     parser.add_argument(
         "--form", choices=["yes_no", "scalar_head", "bradley_terry"], help="default: as saved, else inferred"
     )
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+
+
+def _add_math_parsers(benches) -> None:
+    from posttrain.rewards.math import DRPO_SUFFIX
+
+    math = benches.add_parser(
+        "math", help="math benchmarks: pass@1 over k samples and response length (DRPO's evaluation)"
+    )
+    math.add_argument("--model", required=True, help="model directory, hub id or alias (embedded:...)")
+    math.add_argument(
+        "--benchmarks",
+        required=True,
+        help="comma-separated: gsm8k, math500, aime24, aime25, amc, minerva, olympiad_bench (read as "
+        "<data-dir>/<name>.json), 'all', or .json/.jsonl files of {problem, answer}",
+    )
+    math.add_argument("--samples", type=int, default=16, help="samples per problem, k (default 16)")
+    math.add_argument("--limit", type=int, help="first N problems of each benchmark")
+    math.add_argument("--temperature", type=float, default=0.6)
+    math.add_argument("--top-p", type=float, default=0.95)
+    math.add_argument("--max-new-tokens", type=int, default=8192, help="per response (default 8192)")
+    math.add_argument(
+        "--data-dir",
+        help="folder of <benchmark>.json files (default: $POSTTRAIN_MATH_DATA or ../shared copy)",
+    )
+    math.add_argument(
+        "--backend", choices=["hf", "vllm"], help="default: vllm with a GPU when installed, else hf"
+    )
+    math.add_argument("--batch-size", type=int, default=32, help="sequences per generate call (hf)")
+    math.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    math.add_argument("--suffix", default=DRPO_SUFFIX, help="appended to each problem (default: the paper's)")
+    math.add_argument("--system-prompt", help="optional system message")
+    math.add_argument("--seed", type=int, default=0)
+    math.add_argument("--label", help="name of this run in tables and plots (default: the model's name)")
+    math.add_argument("--out", help="directory for results.json, samples.jsonl and math_eval.png")
+    math.add_argument("--resume", action="store_true", help="skip benchmarks already done in --out")
+    math.add_argument(
+        "--plot", nargs="+", metavar="DIR", help="other result folders to draw on this run's chart"
+    )
+    math.set_defaults(func=_cmd_eval_math)
+
+    plot = benches.add_parser("math-plot", help="several `eval math` result folders on one chart")
+    plot.add_argument("dirs", nargs="+", metavar="DIR", help="folders written by `posttrain eval math --out`")
+    plot.add_argument("--out", default="math_eval.png", help="PNG file to write (default: math_eval.png)")
+    plot.set_defaults(func=_cmd_eval_math_plot)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     principles.add_argument("--limit", type=int)
     principles.add_argument("--out", help="directory for principle_eval.json")
     principles.set_defaults(func=_cmd_eval_principles)
+    _add_math_parsers(benches)
     return parser
 
 

@@ -1,1 +1,2 @@
-"""Reward functions: principle reward models (RLBFF) and the TRL reward-function wrappers around them."""
+"""Reward functions: principle reward models (RLBFF) and the TRL reward-function wrappers around them;
+verifiable math correctness (:mod:`posttrain.rewards.math`, DRPO)."""

@@ -1,0 +1,556 @@
+"""Math benchmarks for policies: pass@1 over k samples and response length, the two axes of DRPO.
+
+DRPO (Li et al., arXiv 2510.04474) trades response length against accuracy, so a run is judged by both:
+per benchmark, k sampled responses per problem (temperature 0.6, top-p 0.95 by default) give
+
+    pass@1            = mean over problems of (correct samples / k)
+    mean_length       = mean generated tokens over all samples (tokens before the end-of-sequence token)
+    mean_length_correct / mean_length_incorrect = the same over correct / incorrect samples (None if none)
+    truncated         = fraction of samples that hit --max-new-tokens without ending (they count as written:
+                        usually wrong, and as long as the limit)
+
+and ``average`` is the unweighted mean of pass@1 and mean_length over the benchmarks (each benchmark
+counts once, as in the paper's tables). Correctness is :func:`posttrain.rewards.math.is_correct`
+(math-verify on the last ``\\boxed{}``, else on the last expression).
+
+Outputs (``out_dir``): ``results.json`` (settings + the numbers above), ``samples.jsonl`` (one line per
+sample: benchmark, problem, sample, answer, completion, length, truncated, correct — :func:`summarize`
+over it reproduces the numbers), and ``math_eval.png``: pass@1 against mean length, one panel per
+benchmark, one marker per run; :func:`plot_runs` puts several result folders on one chart.
+
+Backends: ``hf`` (transformers ``generate``, batched with left padding) runs anywhere; ``vllm`` (``vllm.LLM``
+with ``SamplingParams(n=k)``) needs a GPU and ``pip install -e '.[vllm]'``. Both render prompts with the
+model's chat template through the same tokenizer, so they see identical token ids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from posttrain.errors import UserError
+from posttrain.rewards.math import DRPO_SUFFIX, is_correct
+
+RESULTS_FILE = "results.json"
+SAMPLES_FILE = "samples.jsonl"
+PLOT_FILE = "math_eval.png"
+BACKENDS = ("hf", "vllm")
+
+
+@dataclass
+class Generation:
+    """One sampled response: decoded text, generated tokens (before EOS), and whether it hit the limit."""
+
+    text: str
+    length: int
+    truncated: bool
+
+
+@dataclass
+class MathEvalSettings:
+    samples: int = 16
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 8192
+    limit: int | None = None
+    suffix: str | None = DRPO_SUFFIX
+    system_prompt: str | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.samples < 1:
+            raise UserError(f"--samples must be at least 1, got {self.samples}")
+        if self.temperature < 0:
+            raise UserError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit must be at least 1, got {self.limit}")
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(samples: Sequence[dict]) -> dict[str, Any]:
+    """Per-benchmark numbers and their average from sample rows (``benchmark``, ``problem``, ``length``,
+    ``truncated``, ``correct``). Pure: the same rows always give the same numbers (see the module docstring).
+    """
+    grouped: dict[str, dict[int, list[dict]]] = {}
+    for row in samples:
+        grouped.setdefault(row["benchmark"], {}).setdefault(row["problem"], []).append(row)
+    benchmarks: dict[str, dict[str, Any]] = {}
+    for name, problems in grouped.items():
+        rows = [r for group in problems.values() for r in group]
+        ks = {len(group) for group in problems.values()}
+        benchmarks[name] = {
+            "problems": len(problems),
+            "samples_per_problem": ks.pop() if len(ks) == 1 else sorted(ks),
+            "pass@1": _mean([_mean([float(r["correct"]) for r in group]) for group in problems.values()]),
+            "mean_length": _mean([r["length"] for r in rows]),
+            "mean_length_correct": _mean([r["length"] for r in rows if r["correct"]]),
+            "mean_length_incorrect": _mean([r["length"] for r in rows if not r["correct"]]),
+            "truncated": _mean([float(r["truncated"]) for r in rows]),
+        }
+    average = {
+        "pass@1": _mean([b["pass@1"] for b in benchmarks.values()]),
+        "mean_length": _mean([b["mean_length"] for b in benchmarks.values()]),
+        "benchmarks": len(benchmarks),
+    }
+    return {"benchmarks": benchmarks, "average": average}
+
+
+# ------------------------------------------------------------------------------------------- generation
+
+
+def render_prompts(tokenizer, prompts: Sequence[list[dict]]) -> list[list[int]]:
+    """Token ids of each conversational prompt with the chat template and the assistant turn opened.
+
+    A tokenizer without a chat template (a base model) gets the messages' text joined by blank lines.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        texts = [
+            tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts
+        ]
+        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    print("[posttrain] the tokenizer has no chat template: prompting with plain text", file=sys.stderr)
+    texts = ["\n\n".join(m["content"] for m in p) + "\n\n" for p in prompts]
+    return [tokenizer(t)["input_ids"] for t in texts]
+
+
+def _eos_ids(tokenizer, generation_config) -> list[int]:
+    ids = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _finish(tokenizer, token_ids: Sequence[int], eos: set[int], hit_limit: bool) -> Generation:
+    """Cut at the first EOS; a response without one that filled the budget is truncated."""
+    ids = list(token_ids)
+    end = next((i for i, t in enumerate(ids) if t in eos), None)
+    if end is not None:
+        ids = ids[:end]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    return Generation(text=text, length=len(ids), truncated=end is None and hit_limit)
+
+
+class HFGenerator:
+    """``model.generate`` over batches of ``batch_size`` sequences (each prompt repeated k times)."""
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 32, progress: bool = True):
+        import torch
+
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.progress = batch_size, progress
+        self.device = next(model.parameters()).device
+        self.torch = torch
+        self.eos = _eos_ids(tokenizer, getattr(model, "generation_config", None))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
+
+    def generate(
+        self, prompt_ids: list[list[int]], settings: MathEvalSettings, desc: str = "generating"
+    ) -> list[list[Generation]]:
+        from tqdm.auto import tqdm
+
+        torch, k = self.torch, settings.samples
+        torch.manual_seed(settings.seed)
+        # longest prompts first: the padding within a batch stays small and a memory error shows early
+        requests = sorted(
+            ((p, s) for p in range(len(prompt_ids)) for s in range(k)), key=lambda r: -len(prompt_ids[r[0]])
+        )
+        out: list[list[Generation | None]] = [[None] * k for _ in prompt_ids]
+        # top_k=0: no top-k cut (transformers would otherwise apply its default of 50), as in vLLM
+        sampling = (
+            {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
+            if settings.temperature > 0
+            else {"do_sample": False}
+        )
+        eos = set(self.eos)
+        batches = range(0, len(requests), self.batch_size)
+        self.model.eval()
+        for start in tqdm(batches, desc=desc, unit="batch", disable=not self.progress):
+            batch = requests[start : start + self.batch_size]
+            seqs = [prompt_ids[p] for p, _ in batch]
+            width = max(len(s) for s in seqs)
+            input_ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in seqs], device=self.device)
+            mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    max_new_tokens=settings.max_new_tokens,
+                    eos_token_id=self.eos,
+                    pad_token_id=self.pad_id,
+                    **sampling,
+                )
+            for (p, s), row in zip(batch, generated[:, width:].tolist()):
+                out[p][s] = _finish(self.tokenizer, row, eos, len(row) >= settings.max_new_tokens)
+        return out  # type: ignore[return-value]
+
+
+class VLLMGenerator:
+    """``vllm.LLM.generate`` with ``SamplingParams(n=k, ...)`` on pre-tokenized prompts."""
+
+    def __init__(self, model_path: str, tokenizer, *, dtype: str = "auto", seed: int = 0, **llm_kwargs):
+        from transformers import GenerationConfig
+        from vllm import LLM
+
+        self.tokenizer = tokenizer
+        self.llm = LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, **llm_kwargs)
+        try:  # vLLM also stops at the generation config's EOS ids (e.g. Llama 3's <|eot_id|>)
+            generation_config = GenerationConfig.from_pretrained(model_path)
+        except OSError:
+            generation_config = None
+        self.eos = set(_eos_ids(tokenizer, generation_config))
+
+    def generate(
+        self, prompt_ids: list[list[int]], settings: MathEvalSettings, desc: str = "generating"
+    ) -> list[list[Generation]]:
+        from vllm import SamplingParams
+
+        greedy = settings.temperature == 0  # deterministic: one sample stands for all k
+        params = SamplingParams(
+            n=1 if greedy else settings.samples,
+            temperature=settings.temperature,
+            top_p=1.0 if greedy else settings.top_p,
+            max_tokens=settings.max_new_tokens,
+            seed=settings.seed,
+        )
+        print(
+            f"[posttrain] {desc}: {len(prompt_ids)} prompts × {settings.samples} samples (vLLM)", flush=True
+        )
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params)
+        results = []
+        for request in outputs:
+            gens = [
+                _finish(self.tokenizer, o.token_ids, self.eos, o.finish_reason == "length")
+                for o in request.outputs
+            ]
+            results.append(gens * settings.samples if greedy else gens)
+        return results
+
+
+def default_backend() -> str:
+    """vllm when it is installed and a GPU is visible, else hf."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return "hf"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "hf"
+
+
+def build_generator(
+    model: str,
+    *,
+    backend: str | None = None,
+    dtype: str = "auto",
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+):
+    """``(generator, tokenizer)`` for a model name or path (hub id, local dir, ``embedded:...`` alias)."""
+    from posttrain.models import load_model, load_tokenizer, resolve_model_path
+    from posttrain.recipe import ModelSection
+
+    backend = backend or default_backend()
+    if backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    cfg = ModelSection(name_or_path=model, dtype=dtype)
+    tokenizer = load_tokenizer(cfg, padding_side="left")
+    if backend == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise UserError("--backend vllm: vLLM is not installed (pip install -e '.[vllm]')") from None
+        return VLLMGenerator(resolve_model_path(model), tokenizer, dtype=dtype, seed=seed), tokenizer
+    import torch
+
+    policy = load_model(cfg)
+    if torch.cuda.is_available():
+        policy.to("cuda")
+    return HFGenerator(policy, tokenizer, batch_size=batch_size, progress=progress), tokenizer
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def _write_outputs(out: Path, results: dict, rows: list[dict], extra_runs: Sequence[dict] = ()) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (SAMPLES_FILE + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(out / SAMPLES_FILE)
+    tmp = out / (RESULTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out / RESULTS_FILE)
+    plot_runs([results, *extra_runs], out / PLOT_FILE)
+
+
+def _resume_rows(out: Path, settings_key: dict) -> list[dict]:
+    """Sample rows of a previous run into ``out`` with the same model and settings (or none)."""
+    if not (out / RESULTS_FILE).is_file() or not (out / SAMPLES_FILE).is_file():
+        return []
+    previous = json.loads((out / RESULTS_FILE).read_text())
+    if {k: previous.get(k) for k in settings_key} != settings_key:
+        raise UserError(
+            f"--resume: {out / RESULTS_FILE} was written with other settings or another model; "
+            "use a new --out folder"
+        )
+    return [json.loads(line) for line in (out / SAMPLES_FILE).read_text().splitlines() if line.strip()]
+
+
+def evaluate_math(
+    model: str,
+    benchmarks: Sequence[str],
+    *,
+    settings: MathEvalSettings | None = None,
+    data_dir: str | os.PathLike | None = None,
+    backend: str | None = None,
+    dtype: str = "auto",
+    batch_size: int = 32,
+    out_dir: str | os.PathLike | None = None,
+    label: str | None = None,
+    compare: Sequence[str | os.PathLike] = (),
+    resume: bool = False,
+    generator=None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sample, grade and summarize ``model`` on ``benchmarks`` (names or files, see
+    :func:`posttrain.data.math.math_benchmark_records`); returns the results dict written to
+    ``results.json``. All benchmarks are read (and checked) before the model loads. With ``out_dir`` the
+    outputs are rewritten after each benchmark, so ``resume=True`` skips benchmarks already done with the
+    same settings. ``compare``: other result folders drawn on the same chart. ``generator``: a ready
+    generator (tests; otherwise built by :func:`build_generator`).
+    """
+    from posttrain.data.math import (
+        benchmark_name,
+        build_prompt,
+        default_benchmark_dir,
+        math_benchmark_records,
+    )
+
+    settings = settings or MathEvalSettings()
+    settings.check()
+    if not benchmarks:
+        raise UserError("--benchmarks: name at least one benchmark")
+    names = [benchmark_name(b) for b in benchmarks]
+    if len(set(names)) != len(names):
+        raise UserError(f"--benchmarks: a benchmark is named twice ({', '.join(names)})")
+    data = {name: math_benchmark_records(b, data_dir, settings.limit) for name, b in zip(names, benchmarks)}
+    others = [load_results(d) for d in compare]
+    header = {
+        "model": model,
+        "label": label or model.removeprefix("embedded:").rstrip("/").split("/")[-1],
+        "settings": asdict(settings),
+        "data": {
+            "benchmarks": [str(b) for b in benchmarks],
+            "data_dir": str(folder) if (folder := data_dir or default_benchmark_dir()) else None,
+        },
+    }
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:  # fail now, not after hours of sampling
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out}: exists and is not a folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    key = {"model": header["model"], "settings": header["settings"]}
+    rows: list[dict] = _resume_rows(out, key) if (resume and out is not None) else []
+    rows = [r for r in rows if r["benchmark"] in names]
+    done = {r["benchmark"] for r in rows}
+    if generator is None and any(name not in done for name in names):
+        backend = backend or default_backend()
+        generator, _ = build_generator(
+            model, backend=backend, dtype=dtype, batch_size=batch_size, seed=settings.seed, progress=progress
+        )
+    header["backend"] = backend if generator is None or backend else type(generator).__name__
+    tokenizer = getattr(generator, "tokenizer", None)
+    results: dict[str, Any] = {}
+    for name in names:
+        if name in done:
+            print(f"[posttrain] {name}: done in a previous run, skipped (--resume)", flush=True)
+            continue
+        records = data[name]
+        prompts = [build_prompt(r["problem"], settings.suffix, settings.system_prompt) for r in records]
+        generations = generator.generate(render_prompts(tokenizer, prompts), settings, desc=name)
+        for p, (rec, gens) in enumerate(zip(records, generations)):
+            for s, gen in enumerate(gens):
+                rows.append(
+                    {
+                        "benchmark": name,
+                        "problem": p,
+                        "sample": s,
+                        "answer": rec["answer"],
+                        "completion": gen.text,
+                        "length": gen.length,
+                        "truncated": gen.truncated,
+                        "correct": is_correct(gen.text, rec["answer"]),
+                    }
+                )
+        rows.sort(key=lambda r: (names.index(r["benchmark"]), r["problem"], r["sample"]))
+        results = {**header, **summarize(rows)}
+        if out is not None:
+            _write_outputs(out, results, rows, others)
+    if not results:  # everything resumed
+        results = {**header, **summarize(rows)}
+        if out is not None:
+            _write_outputs(out, results, rows, others)
+    return results
+
+
+def load_results(path: str | os.PathLike) -> dict[str, Any]:
+    """``results.json`` of a result folder (or the file itself)."""
+    p = Path(path)
+    file = p / RESULTS_FILE if p.is_dir() else p
+    if not file.is_file():
+        raise UserError(f"{path}: no {RESULTS_FILE} (a folder written by `posttrain eval math --out`)")
+    try:
+        results = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{file}: invalid JSON ({exc.msg})") from None
+    if not isinstance(results, dict) or "benchmarks" not in results:
+        raise UserError(f"{file}: not a math evaluation result (no 'benchmarks')")
+    results.setdefault("label", p.name if p.is_dir() else p.parent.name)
+    return results
+
+
+# ------------------------------------------------------------------------------------------ reporting
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{scale * value:.{digits}f}"
+
+
+def format_table(results: dict) -> str:
+    """Benchmarks × problems, k, pass@1 %, mean lengths, truncated %; an average row when several."""
+    header = ("benchmark", "problems", "k", "pass@1 %", "len", "len correct", "len wrong", "trunc %")
+    rows = [
+        (
+            name,
+            str(b["problems"]),
+            str(b["samples_per_problem"]),
+            _fmt(b["pass@1"], 100),
+            _fmt(b["mean_length"], digits=0),
+            _fmt(b["mean_length_correct"], digits=0),
+            _fmt(b["mean_length_incorrect"], digits=0),
+            _fmt(b["truncated"], 100),
+        )
+        for name, b in results["benchmarks"].items()
+    ]
+    avg = results.get("average") or {}
+    if len(rows) > 1:
+        rows.append(
+            (
+                "average",
+                "",
+                "",
+                _fmt(avg.get("pass@1"), 100),
+                _fmt(avg.get("mean_length"), digits=0),
+                "",
+                "",
+                "",
+            )
+        )
+    widths = [max(len(r[c]) for r in (header, *rows)) for c in range(len(header))]
+
+    def line(row) -> str:
+        return " | ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
+
+    rule = "-" * len(line(header))
+    body = [line(r) for r in rows]
+    if len(rows) > 1:
+        body.insert(-1, rule)
+    return "\n".join(
+        [f"{results.get('label', '')} ({results.get('model', '')})", rule, line(header), rule, *body, rule]
+    )
+
+
+def _unique_labels(runs: Sequence[dict]) -> list[str]:
+    labels = [str(r.get("label") or f"run {i + 1}") for i, r in enumerate(runs)]
+    return [f"{lab} ({i + 1})" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
+
+
+def plot_runs(runs: Sequence[dict], path: str | os.PathLike) -> Path:
+    """pass@1 (%) against mean response length (tokens): one panel per benchmark (plus the average when
+    there are several), one colored marker per run, so runs compare at a glance (up and left is better)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        raise UserError("nothing to plot")
+    names: list[str] = []
+    for run in runs:
+        names += [n for n in run["benchmarks"] if n not in names]
+    panels = [*names, "average"] if len(names) > 1 else names
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows + 0.6), squeeze=False)
+    labels = _unique_labels(runs)
+    markers = "osD^vP*Xh<>"
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, panel in zip(axes.flat, panels):
+        for i, run in enumerate(runs):
+            entry = run.get("average") if panel == "average" else run["benchmarks"].get(panel)
+            if not entry or entry.get("pass@1") is None or entry.get("mean_length") is None:
+                continue
+            x, y = entry["mean_length"], 100 * entry["pass@1"]
+            ax.scatter(
+                x, y, s=46, marker=markers[i % len(markers)], color=colors[i % len(colors)], label=labels[i]
+            )
+            ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        n = next((r["benchmarks"][panel]["problems"] for r in runs if panel in r["benchmarks"]), None)
+        ax.set_title(panel + (f" (n={n})" if n else ""), fontsize=9)
+        ax.set_xlabel("mean response length (tokens)", fontsize=8)
+        ax.set_ylabel("pass@1 (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.margins(x=0.25, y=0.25)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    handles, legend_labels = axes.flat[0].get_legend_handles_labels()
+    seen = dict(zip(legend_labels, handles))
+    for ax in axes.flat:  # runs missing from the first panel still get a legend entry
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    fig.legend(
+        seen.values(), seen.keys(), loc="upper center", ncol=min(4, len(seen)), fontsize=8, frameon=False
+    )
+    shown = {(r.get("settings", {}).get("samples"), r.get("settings", {}).get("temperature")) for r in runs}
+    k, temp = next(iter(shown))
+    fig.suptitle(
+        f"pass@1 vs mean length (k={k}, T={temp})"
+        if len(shown) == 1
+        else "pass@1 vs mean length (settings differ)",
+        fontsize=10,
+        y=0.02,
+        va="bottom",
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 0.92))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
