@@ -24,12 +24,13 @@ def _plot_curves(log_history: list[dict], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in ("loss", "margin", "accuracy", "bc_loss") if any(k in row for row in log_history)]
+    curves = ("loss", "margin", "accuracy", "bc_loss", "length/correct_mean", "length/incorrect_mean")
+    keys = [k for k in curves if any(row.get(k) is not None for row in log_history)]
     if not keys:
         return False
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        rows = [(row["step"], row[key]) for row in log_history if key in row and "step" in row]
+        rows = [(row["step"], row[key]) for row in log_history if row.get(key) is not None and "step" in row]
         ax.plot([s for s, _ in rows], [v for _, v in rows], marker=".")
         evals = [(row["step"], row[f"eval_{key}"]) for row in log_history if f"eval_{key}" in row]
         if evals:
@@ -138,8 +139,9 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
             ("model", recipe.model.name_or_path),
             ("steps", str(summary["steps"])),
         ]
-        for key in ("loss", "accuracy", "margin", "logps/chosen", "logps/rejected", "bc_loss"):
-            if key in first or key in last:
+        shown = ("loss", "accuracy", "margin", "logps/chosen", "logps/rejected", "bc_loss", "length/correct_mean")
+        for key in shown:
+            if first.get(key) is not None or last.get(key) is not None:
                 rows.append(
                     (key, f"{_fmt(first.get(key, float('nan')))} → {_fmt(last.get(key, float('nan')))}")
                 )
