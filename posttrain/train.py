@@ -139,7 +139,15 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
             ("model", recipe.model.name_or_path),
             ("steps", str(summary["steps"])),
         ]
-        shown = ("loss", "accuracy", "margin", "logps/chosen", "logps/rejected", "bc_loss", "length/correct_mean")
+        shown = (
+            "loss",
+            "accuracy",
+            "margin",
+            "logps/chosen",
+            "logps/rejected",
+            "bc_loss",
+            "length/correct_mean",
+        )
         for key in shown:
             if first.get(key) is not None or last.get(key) is not None:
                 rows.append(
