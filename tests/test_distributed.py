@@ -1,8 +1,10 @@
-"""CPL under `accelerate launch --num_processes 2` on CPU (gloo): DDP and DeepSpeed ZeRO-2.
+"""CPL, the RLBFF principle RM and DRPO under `accelerate launch --num_processes 2` on CPU (gloo): DDP and ZeRO-2.
 
 The first logged losses must equal a single-process run on the same global batch. The data is 8 records
 and the global batch is 8 (2 processes × 4, or 1 × 8), so every step sees the whole set whatever the
-sampler's shuffle: any difference comes from the distributed path itself.
+sampler's shuffle: any difference comes from the distributed path itself. DRPO samples its own
+completions in each process, so its runs cannot equal a single-process run; they check instead that every
+micro-batch holds whole groups across the two processes.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def _run(cmd, port=None):
     return proc
 
 
+def _launch(config: str, recipe, out):
+    """`accelerate launch --config_file launch/<config> -m posttrain train <recipe> output_dir=<out>`."""
+    cmd = [ACCELERATE, "launch", "--config_file", str(ROOT / "launch" / config), "--main_process_port", "0"]
+    return _run([*cmd, "-m", "posttrain", "train", str(recipe), f"output_dir={out}"])
+
+
 _SINGLE: dict[str, list[float]] = {}
 
 
@@ -95,21 +103,7 @@ def test_two_process_loss_matches_single_process(method, config, tmp_path, tmp_p
     reference = single_process_losses(method, tmp_path_factory, tiny_model_dir)
     recipe = _recipe(tmp_path, tiny_model_dir, method)
     out = tmp_path / "out"
-    proc = _run(
-        [
-            ACCELERATE,
-            "launch",
-            "--config_file",
-            str(ROOT / "launch" / config),
-            "--main_process_port",
-            "0",
-            "-m",
-            "posttrain",
-            "train",
-            str(recipe),
-            f"output_dir={out}",
-        ]
-    )
+    proc = _launch(config, recipe, out)
     losses = _losses(out)
     assert len(losses) == len(reference) == 3
     assert losses == pytest.approx(reference, rel=1e-4)
@@ -149,21 +143,7 @@ def test_drpo_two_processes_keep_groups_whole(config, tmp_path, tiny_model_dir, 
     every micro-batch (prompt ids identical within each block of num_generations rows) and stops otherwise."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
     out = tmp_path / "out"
-    proc = _run(
-        [
-            ACCELERATE,
-            "launch",
-            "--config_file",
-            str(ROOT / "launch" / config),
-            "--main_process_port",
-            "0",
-            "-m",
-            "posttrain",
-            "train",
-            str(_drpo_recipe(tmp_path, tiny_model_dir)),
-            f"output_dir={out}",
-        ]
-    )
+    proc = _launch(config, _drpo_recipe(tmp_path, tiny_model_dir), out)
     state = json.loads((out / "run_summary.json").read_text())
     assert state["world_size"] == 2 and state["steps"] == 4
     history = json.loads((out / "log_history.json").read_text())
