@@ -123,11 +123,27 @@ class PrincipleEval(_Section):
     limit: int | None = Field(None, gt=0, description="Use only the first N records.")
 
 
+class MathEval(_Section):
+    benchmarks: list[str] = Field(
+        description="Benchmark names (gsm8k, math500, aime24, ...; read from data_dir) or .json/.jsonl files."
+    )
+    data_dir: str | None = Field(
+        None, description="Folder of <benchmark>.json files; default ../shared copy."
+    )
+    samples: int = Field(4, gt=0, description="Samples per problem (the paper: 16).")
+    limit: int | None = Field(None, gt=0, description="First N problems per benchmark.")
+    max_new_tokens: int = Field(512, gt=0, description="Per response.")
+    temperature: float = Field(0.6, ge=0, description="Sampling temperature (the paper: 0.6).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling (the paper: 0.95).")
+    suffix: str | None = Field(None, description="Appended to each problem; default: the paper's.")
+
+
 class EvaluateSection(_Section):
-    """Evaluations run on the saved model after training (reward-model methods)."""
+    """Evaluations run on the saved model after training."""
 
     principles: PrincipleEval | None = None
     rm_bench: RMBenchEval | None = None
+    math: MathEval | None = None
 
 
 class Recipe(_Section):
@@ -326,8 +342,17 @@ def _declared_defaults(config_cls) -> dict[str, Any]:
 
 def _check_files(recipe: Recipe, where: str) -> None:
     if recipe.evaluate is not None:
-        if recipe.method != "rlbff":
-            raise UserError(f"{where}: evaluate: only reward-model recipes (method rlbff) have evaluations")
+        rm_evals = recipe.evaluate.principles is not None or recipe.evaluate.rm_bench is not None
+        if rm_evals and recipe.method != "rlbff":
+            raise UserError(
+                f"{where}: evaluate: principles and rm_bench evaluate reward models (method rlbff)"
+            )
+        if recipe.evaluate.math is not None:
+            if recipe.method != "drpo":
+                raise UserError(f"{where}: evaluate.math: evaluates policies trained with method drpo")
+            for bench in recipe.evaluate.math.benchmarks:
+                if bench.endswith((".json", ".jsonl")) and find_file(bench) is None:
+                    raise UserError(f"{where}: evaluate.math.benchmarks: file not found: {bench}")
         if recipe.evaluate.principles is not None and find_file(recipe.evaluate.principles.data) is None:
             raise UserError(
                 f"{where}: evaluate.principles.data: file not found: {recipe.evaluate.principles.data}"

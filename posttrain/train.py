@@ -157,6 +157,10 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         for key in ("binary_accuracy", "pairwise_accuracy"):
             if key in evaluated.get("principles", {}):
                 rows.append((f"held-out {key}", _fmt(evaluated["principles"][key])))
+        if "average" in evaluated.get("math", {}):
+            average = evaluated["math"]["average"]
+            rows.append(("held-out pass@1", _fmt(average["pass@1"])))
+            rows.append(("held-out mean length", _fmt(average["mean_length"])))
         if "overall" in evaluated.get("rm_bench", {}):
             rows.append(("RM-Bench overall avg", _fmt(evaluated["rm_bench"]["overall"]["avg"])))
         rows.append(("runtime", f"{summary['train_runtime_s']} s"))

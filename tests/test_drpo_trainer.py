@@ -191,3 +191,63 @@ def test_reward_specs_resolve_or_name_the_mistake():
         resolve_reward("math_corectness")
     with pytest.raises(UserError, match="cannot import"):
         resolve_reward("no_such_module:f")
+
+
+@pytest.mark.integration
+def test_recipe_trains_then_evaluates_held_out_math(tiny_model_dir, tmp_path, monkeypatch):
+    """`posttrain train` on a DRPO recipe with `evaluate.math`: the saved policy is sampled on held-out
+    problems and the results land in the run summary and output_dir/eval/math."""
+    import json
+
+    from conftest import ROOT
+
+    from posttrain.train import run_train
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    problems = tmp_path / "sums.jsonl"
+    problems.write_text(
+        "".join(json.dumps({"problem": f"{i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(8))
+    )
+    recipe = tmp_path / "drpo.yaml"
+    recipe.write_text(
+        f"""# Launch: posttrain train {recipe}
+method: drpo
+output_dir: {tmp_path / "out"}
+model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
+data: {{train: {{path: {problems}, format: math}}}}
+drpo: {{num_generations: 4, max_completion_length: 6, rewards: ["drpo_test_rewards:parity"]}}
+training: {{max_steps: 2, per_device_train_batch_size: 8, logging_steps: 1, save_strategy: "no", report_to: none}}
+evaluate:
+  math: {{benchmarks: ["{problems}"], limit: 3, samples: 2, max_new_tokens: 4}}
+"""
+    )
+    summary = run_train(str(recipe), [], progress=False)
+    math = summary["evaluate"]["math"]
+    assert list(math["benchmarks"]) == ["sums"] and math["benchmarks"]["sums"]["problems"] == 3
+    written = json.loads((tmp_path / "out" / "eval" / "math" / "results.json").read_text())
+    assert written["average"] == math["average"]
+    assert 0.0 <= math["average"]["pass@1"] <= 1.0
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "out" / "eval" / "math" / "samples.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 3 * 2
+
+
+def test_math_evaluation_is_for_policies(tmp_path):
+    from conftest import DEMO
+
+    from posttrain.errors import UserError
+    from posttrain.recipe import load_recipe
+
+    recipe = tmp_path / "cpl.yaml"
+    recipe.write_text(
+        f"""method: cpl
+output_dir: {tmp_path / "out"}
+model: {{name_or_path: embedded:smollm2-135m-instruct}}
+data: {{train: {{path: {DEMO / "preferences.jsonl"}}}}}
+evaluate: {{math: {{benchmarks: [gsm8k]}}}}
+"""
+    )
+    with pytest.raises(UserError, match="evaluate.math"):
+        load_recipe(str(recipe))

@@ -10,10 +10,11 @@ from posttrain.errors import UserError
 
 def run_after_training(section, out_dir: Path) -> dict[str, Any]:
     """Run each configured evaluation on the model in ``out_dir``; a missing benchmark is skipped, not fatal."""
-    from posttrain.rewards.principle import PrincipleRewardModel
-
-    rm = PrincipleRewardModel.from_pretrained(str(out_dir))
     results: dict[str, Any] = {}
+    if section.principles is not None or section.rm_bench is not None:
+        from posttrain.rewards.principle import PrincipleRewardModel
+
+        rm = PrincipleRewardModel.from_pretrained(str(out_dir))
     if section.principles is not None:
         from posttrain.data.sources import read_local
         from posttrain.evaluation.principles import evaluate_principles, write_results
@@ -38,4 +39,33 @@ def run_after_training(section, out_dir: Path) -> dict[str, Any]:
         except (UserError, OSError, ValueError) as exc:  # e.g. no ../shared copy and no hub access
             results["rm_bench"] = {"skipped": str(exc)}
             print(f"[posttrain] RM-Bench skipped: {exc}", flush=True)
+    if section.math is not None:
+        results["math"] = _math(section.math, out_dir)
+    return results
+
+
+def _math(cfg, out_dir: Path) -> dict[str, Any]:
+    from posttrain.data.math import DRPO_SUFFIX
+    from posttrain.evaluation.math_eval import MathEvalSettings, evaluate_math, format_table
+
+    settings = MathEvalSettings(
+        samples=cfg.samples,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        limit=cfg.limit,
+        suffix=DRPO_SUFFIX if cfg.suffix is None else cfg.suffix,
+    )
+    try:
+        results = evaluate_math(
+            str(out_dir),
+            cfg.benchmarks,
+            settings=settings,
+            data_dir=cfg.data_dir,
+            out_dir=out_dir / "eval" / "math",
+        )
+    except (UserError, OSError) as exc:  # e.g. a named benchmark without a local copy
+        print(f"[posttrain] math evaluation skipped: {exc}", flush=True)
+        return {"skipped": str(exc)}
+    print(format_table(results), flush=True)
     return results
