@@ -82,8 +82,10 @@ def shutdown_distributed() -> None:
 
     A process that exits with a live gloo group can abort (SIGABRT) during interpreter finalisation: gloo's
     worker threads still hold work objects whose tensors need the GIL to be freed. It is timing-dependent,
-    so it showed up as a rare failure of the 2-process CPU runs. ``destroy_process_group`` is local, not a
-    collective, so each rank may call it whenever it is done.
+    so it showed up as a rare failure of the 2-process CPU runs (SIGABRT, "terminate called without an
+    active exception", in a rank that exited while the other still held its connections). ``run_train``
+    therefore calls this on every rank right after a barrier; the CLI calls it again on the way out (a no-op
+    by then, but it covers a run that failed part-way).
     """
     import torch.distributed as dist
 
@@ -110,6 +112,10 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model()
+    # Every rank is done with collectives: take the process group down together, before the main process
+    # writes reports or evaluates (which may take longer than any collective timeout).
+    trainer.accelerator.wait_for_everyone()
+    shutdown_distributed()
     history = trainer.state.log_history
     train_logs = [row for row in history if "loss" in row]
     first, last = (train_logs[0], train_logs[-1]) if train_logs else ({}, {})
