@@ -3,11 +3,9 @@
 Importable as ``drpo_test_rewards:parity`` when tests/ is on the path (the distributed test sets PYTHONPATH).
 """
 
-
-def _text(completion) -> str:
-    return completion[-1]["content"] if isinstance(completion, list) else completion
+from posttrain.rewards import completion_text
 
 
 def parity(prompts, completions, **kwargs) -> list[float]:
     """1 when the completion text has an odd number of characters."""
-    return [float(len(_text(c)) % 2) for c in completions]
+    return [float(len(completion_text(c)) % 2) for c in completions]

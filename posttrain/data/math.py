@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from posttrain.data.preference import DropReport
+from posttrain.data.preference import DropReport, _Drop
 from posttrain.errors import UserError, did_you_mean
 from posttrain.paths import PROJECT_ROOT, find_file
 from posttrain.rewards.math import DRPO_SUFFIX, extract_gsm8k_answer, gold_to_str
@@ -36,11 +36,6 @@ BENCHMARKS = ("gsm8k", "math500", "aime24", "aime25", "amc", "minerva", "olympia
 DATA_ENV = "POSTTRAIN_MATH_DATA"
 
 logger = logging.getLogger(__name__)
-
-
-class _Drop(Exception):
-    def __init__(self, reason: str):
-        self.reason = reason
 
 
 def _require(rec: dict, key: str, where: str) -> Any:

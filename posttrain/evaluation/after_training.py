@@ -45,8 +45,8 @@ def run_after_training(section, out_dir: Path) -> dict[str, Any]:
 
 
 def _math(cfg, out_dir: Path) -> dict[str, Any]:
-    from posttrain.data.math import DRPO_SUFFIX
     from posttrain.evaluation.math_eval import MathEvalSettings, evaluate_math, format_table
+    from posttrain.rewards.math import DRPO_SUFFIX
 
     settings = MathEvalSettings(
         samples=cfg.samples,

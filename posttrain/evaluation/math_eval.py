@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.evaluation.tables import aligned_table
 from posttrain.rewards.math import DRPO_SUFFIX, is_correct
 
 RESULTS_FILE = "results.json"
@@ -119,14 +120,13 @@ def render_prompts(tokenizer, prompts: Sequence[list[dict]]) -> list[list[int]]:
 
     A tokenizer without a chat template (a base model) gets the messages' text joined by blank lines.
     """
-    if getattr(tokenizer, "chat_template", None):
-        texts = [
-            tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts
-        ]
-        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    print("[posttrain] the tokenizer has no chat template: prompting with plain text", file=sys.stderr)
-    texts = ["\n\n".join(m["content"] for m in p) + "\n\n" for p in prompts]
-    return [tokenizer(t)["input_ids"] for t in texts]
+    from posttrain.data.tokenize import render
+
+    plain = tokenizer.chat_template is None
+    if plain:
+        print("[posttrain] the tokenizer has no chat template: prompting with plain text", file=sys.stderr)
+    # the template carries its own special tokens; plain text gets the tokenizer's (e.g. BOS)
+    return [tokenizer(render(tokenizer, p), add_special_tokens=plain)["input_ids"] for p in prompts]
 
 
 def _eos_ids(tokenizer, generation_config) -> list[int]:
@@ -458,32 +458,13 @@ def format_table(results: dict) -> str:
         )
         for name, b in results["benchmarks"].items()
     ]
-    avg = results.get("average") or {}
+    groups = [rows]
     if len(rows) > 1:
-        rows.append(
-            (
-                "average",
-                "",
-                "",
-                _fmt(avg.get("pass@1"), 100),
-                _fmt(avg.get("mean_length"), digits=0),
-                "",
-                "",
-                "",
-            )
-        )
-    widths = [max(len(r[c]) for r in (header, *rows)) for c in range(len(header))]
-
-    def line(row) -> str:
-        return " | ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
-
-    rule = "-" * len(line(header))
-    body = [line(r) for r in rows]
-    if len(rows) > 1:
-        body.insert(-1, rule)
-    return "\n".join(
-        [f"{results.get('label', '')} ({results.get('model', '')})", rule, line(header), rule, *body, rule]
-    )
+        avg = results.get("average") or {}
+        pass1, length = _fmt(avg.get("pass@1"), 100), _fmt(avg.get("mean_length"), digits=0)
+        groups.append([("average", "", "", pass1, length, "", "", "")])
+    title = f"{results.get('label', '')} ({results.get('model', '')})"
+    return "\n".join([title, *aligned_table(header, groups)])
 
 
 def _unique_labels(runs: Sequence[dict]) -> list[str]:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError, did_you_mean
+from posttrain.evaluation.tables import aligned_table
 from posttrain.paths import PROJECT_ROOT
 
 HUB_ID = "THU-KEG/RM-Bench"
@@ -457,14 +458,7 @@ def format_table(results: dict) -> str:
     ]
     overall = results["overall"]
     total = ("overall", str(overall.get("count", "")), *(_pct(overall[k]) for k in (*LEVELS, "avg")))
-    widths = [max(len(r[c]) for r in (header, *rows, total)) for c in range(len(header))]
-
-    def line(row) -> str:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
-        return " | ".join(cells)
-
-    rule = "-" * len(line(header))
-    out = [rule, line(header), rule, *(line(r) for r in rows), rule, line(total), rule]
+    out = aligned_table(header, [rows, [total]])
     if results.get("domains_missing"):
         out.append(
             f"missing: {', '.join(results['domains_missing'])} (overall = mean over the domains present)"

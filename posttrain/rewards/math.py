@@ -30,6 +30,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from posttrain.rewards import completion_text
+
 DRPO_SUFFIX = "Let's think step by step and output the final answer within \\boxed{}."
 
 # math-verify's per-call time limit in the main thread (seconds; its own default is 5).
@@ -158,22 +160,6 @@ def is_correct(completion_text: str, gold: str | int | float | Sequence[str | in
     except Exception:  # math-verify and SymPy can fail in many ways on odd input: that is a wrong answer
         logger.debug("math check failed for %r", completion_text[-200:], exc_info=True)
     return False
-
-
-def completion_text(completion: Any) -> str:
-    """Text of a TRL completion: a string, or a conversational list of messages (assistant turns joined)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        return str(completion.get("content") or "")
-    if isinstance(completion, (list, tuple)):
-        parts = [
-            str(m.get("content") or "")
-            for m in completion
-            if isinstance(m, dict) and m.get("role", "assistant") == "assistant"
-        ]
-        return "\n".join(parts)
-    return ""
 
 
 def math_correctness(prompts, completions, answer, **kwargs) -> list[float]:

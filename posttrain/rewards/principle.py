@@ -26,6 +26,7 @@ import torch
 
 from posttrain.data.principle import DEFAULT_TEMPLATE, build_rm_messages, rm_input_ids
 from posttrain.errors import UserError
+from posttrain.rewards import completion_text
 
 FORMS = ("yes_no", "scalar_head", "bradley_terry")
 RM_CONFIG = "posttrain_rm.json"
@@ -276,11 +277,7 @@ class PrincipleReward:
         self.__name__ = "principle_rm"  # TRL logs rewards under the function's name
 
     def __call__(self, prompts, completions, **columns) -> list[float]:
-        items = []
-        for prompt, completion in zip(prompts, completions):
-            # TRL passes conversational completions as [{"role": "assistant", "content": ...}]
-            response = completion[-1]["content"] if isinstance(completion, list) else completion
-            items.append((prompt, response))
+        items = [(prompt, completion_text(completion)) for prompt, completion in zip(prompts, completions)]
         if self.principles is not None:
             per_item = [self.principles] * len(items)
         else:

@@ -25,11 +25,6 @@ REWARDS: dict[str, Callable[[], Callable]] = {
 }
 
 
-def reward_name(func: Callable) -> str:
-    """The name TRL logs a reward under (``rewards/<name>/mean``)."""
-    return getattr(func, "__name__", type(func).__name__)
-
-
 def resolve_reward(spec: str) -> Callable:
     """One reward spec → a callable; a bad spec is a :class:`UserError` naming it."""
     if spec.startswith("principle_rm="):
