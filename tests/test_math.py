@@ -24,14 +24,13 @@ from posttrain.data.math import (
 from posttrain.data.preference import DropReport
 from posttrain.errors import UserError
 from posttrain.evaluation.math_eval import (
-    Generation,
     MathEvalSettings,
-    _finish,
     evaluate_math,
     format_table,
     load_results,
     summarize,
 )
+from posttrain.generation import Generation, _finish
 from posttrain.recipe import DataSource
 from posttrain.rewards.math import (
     DRPO_SUFFIX,
@@ -340,7 +339,7 @@ def test_vllm_generator_with_a_stand_in(monkeypatch, tiny_model_dir, tiny_tokeni
     """The vLLM path's plumbing (vLLM itself is not installed here): n=k, EOS cut, finish_reason, greedy."""
     import types
 
-    from posttrain.evaluation.math_eval import VLLMGenerator
+    from posttrain.generation import VLLMGenerator
 
     eos = tiny_tokenizer.eos_token_id
     seven = tiny_tokenizer("\\boxed{7}", add_special_tokens=False)["input_ids"]
