@@ -1,4 +1,4 @@
-"""Command line: ``posttrain train|validate|recipes``.
+"""Command line: ``posttrain train|validate|recipes|score|eval``.
 
 Also runs as ``python -m posttrain`` and under ``accelerate launch [--config_file launch/X.yaml] -m posttrain``.
 User mistakes print one ``error:`` line and exit with code 2.
@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from posttrain.errors import UserError
+from posttrain.errors import IncompleteRun, UserError
 
 EXIT_USAGE = 2
 
@@ -188,6 +188,116 @@ def _cmd_eval_math_plot(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_mt_bench(ns: argparse.Namespace) -> int:
+    from posttrain.evaluation.mt_bench import (
+        PLOT_FILE,
+        MTBenchSettings,
+        evaluate_mt_bench,
+        format_table,
+        model_id_for,
+    )
+
+    settings = MTBenchSettings(
+        max_new_tokens=ns.max_new_tokens,
+        judge_max_new_tokens=ns.judge_max_new_tokens,
+        limit=ns.limit,
+        mode=ns.mode,
+        system_prompt=ns.system_prompt,
+        seed=ns.seed,
+    )
+    shared = {"api_key_env": ns.api_key_env, "concurrency": ns.concurrency, "timeout": ns.timeout}
+    shared |= {"max_retries": ns.max_retries, "dtype": ns.dtype, "batch_size": ns.batch_size}
+    out = ns.out or str(Path("outputs") / "mt-bench" / (ns.model_id or model_id_for(ns.model)))
+    results = evaluate_mt_bench(
+        ns.model,
+        ns.judge,
+        out_dir=out,
+        settings=settings,
+        data=ns.data,
+        baseline=ns.baseline,
+        model_id=ns.model_id,
+        policy_options={"backend": ns.backend, "api_model": ns.api_model, **shared},
+        judge_options={"backend": ns.judge_backend, "api_model": ns.judge_api_model, **shared},
+        compare=ns.compare or (),
+        overwrite=ns.overwrite,
+    )
+    print(format_table(results))
+    print(f"wrote {out}/results.json, {PLOT_FILE}, model_answer/ and model_judgment/ (FastChat formats)")
+    if results["failed_requests"]:
+        print(
+            f"error: {results['failed_requests']} judge request(s) failed after retries; "
+            "rerun the same command to judge them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _cmd_eval_mt_bench_plot(ns: argparse.Namespace) -> int:
+    from posttrain.evaluation.mt_bench import load_results, plot_radar
+
+    path = plot_radar([load_results(d) for d in ns.dirs], ns.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_mt_bench_parsers(benches) -> None:
+    mt = benches.add_parser(
+        "mt-bench", help="MT-Bench: two-turn answers graded by a judge model (FastChat-compatible files)"
+    )
+    mt.add_argument("--model", required=True, help="policy: model directory, hub id, alias, or http(s) URL")
+    mt.add_argument(
+        "--judge", required=True, help="judge: model directory, hub id, alias, or an OpenAI-compatible URL"
+    )
+    mt.add_argument("--model-id", help="name in the answer files and tables (default: the model's name)")
+    mt.add_argument(
+        "--data",
+        help="folder in FastChat's data/mt_bench layout or hub dataset id (default: "
+        "$POSTTRAIN_MT_BENCH_DATA or ../shared copy)",
+    )
+    mt.add_argument("--limit", type=int, help="first N questions")
+    mt.add_argument("--out", help="result folder (default: outputs/mt-bench/<model-id>); reruns resume it")
+    mt.add_argument(
+        "--overwrite", action="store_true", help="discard previous answers and judgments in --out"
+    )
+    mt.add_argument(
+        "--mode",
+        choices=["single", "pairwise"],
+        default="single",
+        help="single-answer grading 1-10 (default) or pairwise against --baseline",
+    )
+    mt.add_argument(
+        "--baseline", help="pairwise: baseline answers (FastChat answer JSONL or an --out folder)"
+    )
+    mt.add_argument("--max-new-tokens", type=int, default=1024, help="per answer turn (default 1024)")
+    mt.add_argument("--judge-max-new-tokens", type=int, default=2048, help="per judgment (default 2048)")
+    mt.add_argument("--system-prompt", help="system message for the policy (default: its chat template's)")
+    mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument(
+        "--backend", choices=["hf", "vllm", "openai"], help="policy backend (default: from --model)"
+    )
+    mt.add_argument("--judge-backend", choices=["hf", "vllm", "openai"], help="judge backend")
+    mt.add_argument("--api-model", help="model name served at the --model URL")
+    mt.add_argument("--judge-api-model", help="model name served at the --judge URL (e.g. gpt-4)")
+    mt.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the endpoints' API key (default OPENAI_API_KEY)",
+    )
+    mt.add_argument("--concurrency", type=int, default=8, help="HTTP requests in flight (default 8)")
+    mt.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (default 120)")
+    mt.add_argument("--max-retries", type=int, default=5, help="HTTP retries with backoff (default 5)")
+    mt.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    mt.add_argument("--batch-size", type=int, default=8, help="sequences per generate call (local models)")
+    mt.add_argument("--compare", nargs="+", metavar="DIR", help="other result folders to draw on the radar")
+    mt.set_defaults(func=_cmd_eval_mt_bench)
+
+    plot = benches.add_parser("mt-bench-plot", help="several `eval mt-bench` result folders on one radar")
+    plot.add_argument("dirs", nargs="+", metavar="DIR", help="folders written by `posttrain eval mt-bench`")
+    plot.add_argument("--out", default="mt_bench.png", help="PNG file to write (default: mt_bench.png)")
+    plot.set_defaults(func=_cmd_eval_mt_bench_plot)
+
+
 def _add_rm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained RM directory (or hub id / alias)")
     parser.add_argument(
@@ -284,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     principles.add_argument("--out", help="directory for principle_eval.json")
     principles.set_defaults(func=_cmd_eval_principles)
     _add_math_parsers(benches)
+    _add_mt_bench_parsers(benches)
     return parser
 
 
@@ -297,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except IncompleteRun as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

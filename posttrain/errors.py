@@ -15,6 +15,11 @@ class UserError(Exception):
     """A problem the user can fix (recipe, data, CLI). The message names the field, file or record."""
 
 
+class IncompleteRun(Exception):
+    """Work stopped short for a reason outside the user's input (e.g. a remote endpoint kept failing); what
+    finished is saved and rerunning the same command resumes. The CLI prints the message and exits 1."""
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest candidate, or ``""`` when none is close."""
     match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
