@@ -14,8 +14,24 @@ from pathlib import Path
 
 import yaml
 
+from posttrain.checkpoints import GracefulStop, last_complete_checkpoint, resume_point
+from posttrain.errors import IncompleteRun, UserError
 from posttrain.methods import get_method
 from posttrain.recipe import load_recipe
+
+# fields a resumed run may change (e.g. train longer, log more often); anything else must match the
+# recipe the checkpoints were trained with
+_RESUMABLE_CHANGES = {
+    "training": {
+        "max_steps",
+        "num_train_epochs",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+        "eval_steps",
+    },
+    "evaluate": None,  # the whole section
+}
 
 
 def _plot_curves(log_history: list[dict], path: Path) -> bool:
@@ -93,6 +109,35 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
+def _changed_fields(before: dict, now: dict) -> list[str]:
+    changed = []
+    for section in sorted(set(before) | set(now)):
+        allowed = _RESUMABLE_CHANGES.get(section, set())
+        if allowed is None:
+            continue
+        a, b = before.get(section), now.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += [
+                f"{section}.{k}" for k in sorted(set(a) | set(b)) if k not in allowed and a.get(k) != b.get(k)
+            ]
+        elif a != b:
+            changed.append(section)
+    return changed
+
+
+def _check_resumable(out: Path, recipe) -> None:
+    """Checkpoints in ``out`` must come from this recipe (up to :data:`_RESUMABLE_CHANGES`)."""
+    saved = out / "recipe.yaml"
+    if not saved.is_file():
+        return
+    changed = _changed_fields(yaml.safe_load(saved.read_text()) or {}, recipe.to_dict())
+    if changed:
+        raise UserError(
+            f"{out} holds checkpoints of a different recipe ({', '.join(changed)} changed); resume with the "
+            "same recipe, or set training.output_dir to a new folder to start over"
+        )
+
+
 def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) -> dict:
     """Train a recipe; returns the run summary (also written to ``output_dir/run_summary.json``)."""
     recipe = load_recipe(recipe_name, [*overrides, *cpu_multiprocess_overrides()])
@@ -105,12 +150,26 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         for report in reports:
             print(f"[posttrain] data {report.summary()}", flush=True)
     out = Path(args.output_dir)
+    if not args.resume_from_checkpoint and last_complete_checkpoint(out) is not None:
+        _check_resumable(out, recipe)
+    resume = resume_point(out, args.resume_from_checkpoint, main_process=main)
+    if main and resume is not None:
+        print(f"[posttrain] resuming from {resume} (rerun of an interrupted run)", flush=True)
+    stop = GracefulStop(every=getattr(trainer, "checkpoint_every", 1))
+    trainer.add_callback(stop)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yaml").write_text(
             f"# resolved from {recipe.source}\n" + yaml.safe_dump(recipe.to_dict(), sort_keys=False)
         )
-    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
+    if stop.stopped_at is not None and trainer.state.global_step < trainer.state.max_steps:
+        trainer.accelerator.wait_for_everyone()
+        shutdown_distributed()
+        raise IncompleteRun(
+            f"stopped by a signal after step {stop.stopped_at} of {trainer.state.max_steps}; checkpoint saved in "
+            f"{out / f'checkpoint-{stop.stopped_at}'}; rerun the same command to resume"
+        )
     trainer.save_model()
     # Every rank is done with collectives: take the process group down together, before the main process
     # writes reports or evaluates (which may take longer than any collective timeout).

@@ -33,11 +33,17 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from posttrain.checkpoints import CheckpointMixin
 from posttrain.data.preference import adapt_preferences
 from posttrain.data.tokenize import RankedPreferenceCollator, tokenize_preferences
 from posttrain.losses.cpl import cpl_ranked_loss, segment_logps, sequence_nll
 from posttrain.trainers.cpl_config import CPLConfig
-from posttrain.trainers.utils import MetricsMixin, gather_token_logps, restart_optimizer_and_schedule
+from posttrain.trainers.utils import (
+    MetricsMixin,
+    gather_token_logps,
+    new_schedule,
+    restart_optimizer_and_schedule,
+)
 
 
 class _RestartAfterBCWarmup(TrainerCallback):
@@ -49,7 +55,7 @@ class _RestartAfterBCWarmup(TrainerCallback):
             restart_optimizer_and_schedule(self.trainer)
 
 
-class CPLTrainer(MetricsMixin, Trainer):
+class CPLTrainer(CheckpointMixin, MetricsMixin, Trainer):
     """Trainer for CPL on pairwise or ranked preferences. See the module docstring for the math."""
 
     _tag_names = ["posttrain", "cpl"]
@@ -112,6 +118,14 @@ class CPLTrainer(MetricsMixin, Trainer):
                 self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
         if args.bc_warmup_steps > 0:
             self.add_callback(_RestartAfterBCWarmup(self))
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        # Resuming after the BC warm-up: the schedule was restarted there over the remaining steps. Rebuild
+        # that schedule before its state is loaded: a LambdaLR checkpoint holds the step count, not the
+        # schedule's length, which would otherwise come back as max_steps.
+        if checkpoint is not None and 0 < self.args.bc_warmup_steps <= self.state.global_step:
+            new_schedule(self, self.state.max_steps - self.args.bc_warmup_steps)
+        super()._load_optimizer_and_scheduler(checkpoint)
 
     @staticmethod
     def _prepare_dataset(dataset, tokenizer, args: CPLConfig):

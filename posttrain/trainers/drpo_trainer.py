@@ -28,6 +28,7 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import split_tensor_dict
 
+from posttrain.checkpoints import CheckpointMixin
 from posttrain.losses.drpo import (
     drpo_objective,
     kl_hinge_penalty,
@@ -70,7 +71,7 @@ def groups_intact(prompt_ids: torch.Tensor, group_size: int) -> bool:
     return bool((blocks == blocks[:, :1]).all())
 
 
-class DRPOTrainer(GRPOTrainer):
+class DRPOTrainer(CheckpointMixin, GRPOTrainer):
     """GRPOTrainer with the DRPO / DisCO objectives and the GRPO-LP baseline (``args.objective``)."""
 
     args: DRPOConfig

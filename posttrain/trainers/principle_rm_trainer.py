@@ -31,6 +31,7 @@ from collections import defaultdict
 from transformers import Trainer
 from trl import RewardTrainer
 
+from posttrain.checkpoints import CheckpointMixin
 from posttrain.losses.rm import scalar_fulfilment_loss, yes_no_loss
 from posttrain.rewards.principle import save_rm_config, yes_no_token_ids
 from posttrain.trainers.principle_rm_config import PrincipleRMConfig
@@ -71,7 +72,7 @@ class _SavesRMForm:
             save_rm_config(output_dir or self.args.output_dir, form=self._rm_form, template=self._rm_template)
 
 
-class PrincipleRMTrainer(_SavesRMForm, MetricsMixin, Trainer):
+class PrincipleRMTrainer(CheckpointMixin, _SavesRMForm, MetricsMixin, Trainer):
     """Trains a Yes/No-token or scalar-head principle RM on tokenized principle records."""
 
     _tag_names = ["posttrain", "rlbff"]
@@ -122,7 +123,7 @@ class PrincipleRMTrainer(_SavesRMForm, MetricsMixin, Trainer):
         return (loss, metrics) if return_outputs else loss
 
 
-class BradleyTerryTrainer(_SavesRMForm, RewardTrainer):
+class BradleyTerryTrainer(CheckpointMixin, _SavesRMForm, RewardTrainer):
     """TRL's RewardTrainer (−log σ(r⁺ − r⁻)), unchanged but for saving the RM form."""
 
     _rm_form, _rm_template = "bradley_terry", ""

@@ -59,12 +59,17 @@ def _innermost_optimizer(optimizer) -> torch.optim.Optimizer:
     return optimizer
 
 
+def new_schedule(trainer, num_training_steps: int) -> None:
+    """Replace the LR schedule with a fresh one of ``num_training_steps`` steps (same type and warm-up)."""
+    inner = _innermost_optimizer(trainer.optimizer)
+    trainer.lr_scheduler = None
+    scheduler = trainer.create_scheduler(num_training_steps=max(num_training_steps, 1), optimizer=inner)
+    if trainer.is_deepspeed_enabled:  # the engine steps its own reference to the scheduler
+        trainer.model_wrapped.lr_scheduler = scheduler
+
+
 def restart_optimizer_and_schedule(trainer) -> None:
     """Forget the optimizer's moments and start a fresh LR schedule for the remaining steps."""
     inner = _innermost_optimizer(trainer.optimizer)
     inner.state = defaultdict(dict)  # Adam-style optimizers re-create their moments lazily
-    remaining = max(trainer.state.max_steps - trainer.state.global_step, 1)
-    trainer.lr_scheduler = None
-    scheduler = trainer.create_scheduler(num_training_steps=remaining, optimizer=inner)
-    if trainer.is_deepspeed_enabled:  # the engine steps its own reference to the scheduler
-        trainer.model_wrapped.lr_scheduler = scheduler
+    new_schedule(trainer, trainer.state.max_steps - trainer.state.global_step)
