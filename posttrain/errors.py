@@ -16,8 +16,8 @@ class UserError(Exception):
 
 
 class IncompleteRun(Exception):
-    """Work stopped short for a reason outside the user's input (e.g. a remote endpoint kept failing); what
-    finished is saved and rerunning the same command resumes. The CLI prints the message and exits 1."""
+    """Work stopped short for a reason outside the user's input (a remote endpoint kept failing, a signal,
+    non-finite training); what finished is saved. The CLI prints the message and exits 1."""
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:

@@ -51,7 +51,10 @@ class Method:
     def _base_fields(self) -> set[str]:
         from transformers import TrainingArguments
 
-        return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+        from posttrain.trainers.guards import GuardArguments
+
+        shared = (*dataclasses.fields(TrainingArguments), *dataclasses.fields(GuardArguments))
+        return {f.name for f in shared if f.init}
 
     def method_fields(self) -> set[str]:
         """Fields the method adds to TrainingArguments (its recipe section), minus recipe-derived ones."""

@@ -8,10 +8,11 @@ from typing import Literal
 from transformers import TrainingArguments
 
 from posttrain.methods import ConfigFieldError
+from posttrain.trainers.guards import GuardArguments
 
 
 @dataclass
-class CPLConfig(TrainingArguments):
+class CPLConfig(TrainingArguments, GuardArguments):
     """TrainingArguments plus CPL's hyperparameters. Defaults are the paper's (Table 5 / official code).
 
     In a recipe the CPL fields go in the ``cpl:`` section, the TrainingArguments in ``training:``;

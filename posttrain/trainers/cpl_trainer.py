@@ -38,6 +38,7 @@ from posttrain.data.preference import adapt_preferences
 from posttrain.data.tokenize import RankedPreferenceCollator, tokenize_preferences
 from posttrain.losses.cpl import cpl_ranked_loss, segment_logps, sequence_nll
 from posttrain.trainers.cpl_config import CPLConfig
+from posttrain.trainers.guards import NonFiniteGuardMixin
 from posttrain.trainers.utils import (
     MetricsMixin,
     gather_token_logps,
@@ -55,7 +56,7 @@ class _RestartAfterBCWarmup(TrainerCallback):
             restart_optimizer_and_schedule(self.trainer)
 
 
-class CPLTrainer(CheckpointMixin, MetricsMixin, Trainer):
+class CPLTrainer(CheckpointMixin, NonFiniteGuardMixin, MetricsMixin, Trainer):
     """Trainer for CPL on pairwise or ranked preferences. See the module docstring for the math."""
 
     _tag_names = ["posttrain", "cpl"]

@@ -13,13 +13,14 @@ from typing import Literal
 from trl import GRPOConfig
 
 from posttrain.methods import ConfigFieldError
+from posttrain.trainers.guards import GuardArguments
 
 # Objectives whose loss is a function of whole groups (each micro-batch must hold complete groups).
 GROUPWISE_OBJECTIVES = ("drpo", "disco")
 
 
 @dataclass
-class DRPOConfig(GRPOConfig):
+class DRPOConfig(GRPOConfig, GuardArguments):
     """GRPOConfig plus the DRPO objective. In a recipe these go under ``drpo:``."""
 
     objective: Literal["drpo", "disco", "grpo", "grpo_lp"] = field(

@@ -36,6 +36,7 @@ from posttrain.losses.drpo import (
     token_mean_kl,
 )
 from posttrain.trainers.drpo_config import GROUPWISE_OBJECTIVES, DRPOConfig
+from posttrain.trainers.guards import NonFiniteGuardMixin
 
 
 def shuffle_groups(batch: dict[str, Any], group_size: int, generator: torch.Generator | None = None) -> dict:
@@ -71,7 +72,7 @@ def groups_intact(prompt_ids: torch.Tensor, group_size: int) -> bool:
     return bool((blocks == blocks[:, :1]).all())
 
 
-class DRPOTrainer(CheckpointMixin, GRPOTrainer):
+class DRPOTrainer(CheckpointMixin, NonFiniteGuardMixin, GRPOTrainer):
     """GRPOTrainer with the DRPO / DisCO objectives and the GRPO-LP baseline (``args.objective``)."""
 
     args: DRPOConfig

@@ -9,10 +9,11 @@ from transformers import TrainingArguments
 
 from posttrain.data.principle import DEFAULT_TEMPLATE
 from posttrain.methods import ConfigFieldError
+from posttrain.trainers.guards import GuardArguments
 
 
 @dataclass
-class PrincipleRMConfig(TrainingArguments):
+class PrincipleRMConfig(TrainingArguments, GuardArguments):
     """TrainingArguments plus the RM form and its data handling. In a recipe these go under ``rlbff:``."""
 
     form: Literal["yes_no", "scalar_head", "bradley_terry"] = field(

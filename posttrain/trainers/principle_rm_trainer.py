@@ -34,6 +34,7 @@ from trl import RewardTrainer
 from posttrain.checkpoints import CheckpointMixin
 from posttrain.losses.rm import scalar_fulfilment_loss, yes_no_loss
 from posttrain.rewards.principle import save_rm_config, yes_no_token_ids
+from posttrain.trainers.guards import NonFiniteGuardMixin
 from posttrain.trainers.principle_rm_config import PrincipleRMConfig
 from posttrain.trainers.utils import MetricsMixin
 
@@ -72,7 +73,7 @@ class _SavesRMForm:
             save_rm_config(output_dir or self.args.output_dir, form=self._rm_form, template=self._rm_template)
 
 
-class PrincipleRMTrainer(CheckpointMixin, _SavesRMForm, MetricsMixin, Trainer):
+class PrincipleRMTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, MetricsMixin, Trainer):
     """Trains a Yes/No-token or scalar-head principle RM on tokenized principle records."""
 
     _tag_names = ["posttrain", "rlbff"]
@@ -123,7 +124,7 @@ class PrincipleRMTrainer(CheckpointMixin, _SavesRMForm, MetricsMixin, Trainer):
         return (loss, metrics) if return_outputs else loss
 
 
-class BradleyTerryTrainer(CheckpointMixin, _SavesRMForm, RewardTrainer):
+class BradleyTerryTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, RewardTrainer):
     """TRL's RewardTrainer (−log σ(r⁺ − r⁻)), unchanged but for saving the RM form."""
 
     _rm_form, _rm_template = "bradley_terry", ""
@@ -143,7 +144,9 @@ def reward_config_from(args: PrincipleRMConfig):
         if f.init and f.name not in skip
     }
     values["accelerator_config"] = args.accelerator_config.to_dict() if args.accelerator_config else None
-    return RewardConfig(**values, max_length=args.max_length, disable_dropout=True)
+    config = RewardConfig(**values, max_length=args.max_length, disable_dropout=True)
+    config.max_nonfinite_steps = args.max_nonfinite_steps  # read by NonFiniteGuardMixin
+    return config
 
 
 def setup_from_recipe(recipe, args: PrincipleRMConfig, *, progress: bool = True):
