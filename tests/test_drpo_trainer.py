@@ -180,6 +180,17 @@ def test_config_requires_whole_groups_per_micro_batch(tmp_path):
     )
 
 
+def test_checkpoints_fall_on_rollout_boundaries(tmp_path):
+    """A rollout generated every 4 micro-steps with 2 micro-steps per update spans 2 optimizer steps: a
+    checkpoint (which holds no buffered rollout) can only be taken every 2 steps."""
+    kw = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, use_cpu=True)
+    kw |= dict(gradient_accumulation_steps=2, steps_per_generation=4, save_strategy="steps")
+    assert DRPOConfig(**kw, save_steps=4).rollout_boundary_steps == 2
+    with pytest.raises(ConfigFieldError, match="save_steps.*multiple of 2"):
+        DRPOConfig(**kw, save_steps=3)
+    assert DRPOConfig(output_dir=str(tmp_path), use_cpu=True).rollout_boundary_steps == 1
+
+
 def test_reward_specs_resolve_or_name_the_mistake():
     from posttrain.errors import UserError
     from posttrain.rewards.math import math_correctness

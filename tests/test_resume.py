@@ -51,8 +51,41 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _recipe(tmp_path: Path, tiny_model_dir: Path, out: Path) -> Path:
+def _recipe(tmp_path: Path, tiny_model_dir: Path, out: Path, method: str = "cpl") -> Path:
     path = tmp_path / f"{out.name}.yaml"
+    if method == "drpo":  # 4 problems × 4 samples per step, a rollout every step, parity reward
+        problems = tmp_path / "sums.jsonl"
+        problems.write_text(
+            "".join(json.dumps({"problem": f"{i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(12))
+        )
+        path.write_text(
+            f"""# Launch: posttrain train {path}
+method: drpo
+output_dir: {out}
+model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
+data: {{train: {{path: {problems}, format: math}}}}
+drpo: {{num_generations: 4, max_completion_length: 6, rewards: ["drpo_test_rewards:parity"], temperature: 1.0}}
+training: {{max_steps: 6, per_device_train_batch_size: 16, logging_steps: 1, save_strategy: steps, save_steps: 2,
+           save_total_limit: 1, report_to: none, learning_rate: 1.0e-3, seed: 5}}
+"""
+        )
+        return path
+    if method == "rlbff":  # the Yes/No principle RM
+        path.write_text(
+            f"""# Launch: posttrain train {path}
+method: rlbff
+output_dir: {out}
+model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
+data:
+  train: {{path: {ROOT / "data" / "rlbff" / "principles_train.jsonl"}, limit: 16}}
+  max_length: 256
+  max_prompt_length: 64
+rlbff: {{form: yes_no}}
+training: {{max_steps: 6, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: steps, save_steps: 2,
+           save_total_limit: 1, report_to: none, learning_rate: 1.0e-3, lr_scheduler_type: linear, seed: 5}}
+"""
+        )
+        return path
     path.write_text(
         f"""# Launch: posttrain train {path}
 method: cpl
@@ -75,6 +108,7 @@ def _run(tmp_path: Path, recipe: Path, fault: str = "", step: int = 0) -> subpro
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "FAULT": fault, "FAULT_STEP": str(step), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])  # test rewards
     return subprocess.run(
         [sys.executable, str(driver), "train", str(recipe)],
         capture_output=True,
@@ -150,6 +184,36 @@ def test_sigterm_saves_and_stops_then_resume(tiny_model_dir, tmp_path, reference
     resumed = _run(tmp_path, recipe)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_same_losses(out, reference)
+
+
+@pytest.mark.parametrize("method", ["rlbff", "drpo"])
+def test_other_trainers_resume_to_the_same_losses(method, tiny_model_dir, tmp_path):
+    """The principle RM and DRPO (whose rollouts are generated with the restored RNG, from the restored
+    data position) continue exactly after a SIGKILL."""
+    reference_out = tmp_path / "reference"
+    proc = _run(tmp_path, _recipe(tmp_path, tiny_model_dir, reference_out, method))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference_losses = _losses(reference_out)
+    assert sorted(reference_losses) == list(range(1, 7))
+
+    out = tmp_path / "run"
+    recipe = _recipe(tmp_path, tiny_model_dir, out, method)
+    assert _run(tmp_path, recipe, "kill", 3).returncode == -signal.SIGKILL
+    assert last_complete_checkpoint(out).name == "checkpoint-2"
+    resumed = _run(tmp_path, recipe)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "checkpoint-2" in resumed.stdout
+    _assert_same_losses(out, reference_losses)
+    if method == "drpo":  # the rollouts themselves were the same: rewards and lengths match step by step
+        history = {r["step"]: r for r in json.loads((out / "log_history.json").read_text()) if "loss" in r}
+        first = {
+            r["step"]: r for r in json.loads((reference_out / "log_history.json").read_text()) if "loss" in r
+        }
+        for step in range(3, 7):
+            assert history[step]["reward"] == pytest.approx(first[step]["reward"])
+            assert history[step]["completions/mean_length"] == pytest.approx(
+                first[step]["completions/mean_length"]
+            )
 
 
 def test_resume_refuses_a_changed_recipe(tiny_model_dir, tmp_path, reference):

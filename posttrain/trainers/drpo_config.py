@@ -117,6 +117,15 @@ class DRPOConfig(GRPOConfig, GuardArguments):
                 )
         self.remove_unused_columns = False
         super().__post_init__()
+        every = self.rollout_boundary_steps
+        if self.save_strategy == "steps" and self.save_steps >= 1 and self.save_steps % every:
+            raise ConfigFieldError(
+                "save_steps",
+                f"must be a multiple of {every}: a checkpoint holds no buffered rollouts, so it is taken "
+                f"between rollouts (every {every} optimizer steps with steps_per_generation "
+                f"{self.steps_per_generation} × num_iterations {self.num_iterations} and "
+                f"gradient_accumulation_steps {self.gradient_accumulation_steps}), got {self.save_steps}",
+            )
         if self.objective in GROUPWISE_OBJECTIVES and self.eval_strategy != "no":
             k_eval = self.num_generations_eval or k
             if self.per_device_eval_batch_size % k_eval:
@@ -125,3 +134,12 @@ class DRPOConfig(GRPOConfig, GuardArguments):
                     f"must be a multiple of num_generations_eval ({k_eval}) when evaluating, "
                     f"got {self.per_device_eval_batch_size}",
                 )
+
+    @property
+    def rollout_boundary_steps(self) -> int:
+        """Optimizer steps between points where no generated rollout is buffered (TRL generates every
+        steps_per_generation × num_iterations micro-steps): the steps a checkpoint can be taken at."""
+        import math
+
+        every = self.steps_per_generation * self.num_iterations
+        return every // math.gcd(every, self.gradient_accumulation_steps)

@@ -91,6 +91,19 @@ class DRPOTrainer(CheckpointMixin, NonFiniteGuardMixin, GRPOTrainer):
             self._correct_index = self.reward_func_names.index(self.args.correct_reward)
 
     @property
+    def checkpoint_every(self) -> int:
+        """A graceful stop (SIGTERM) waits for a rollout boundary: see DRPOConfig.rollout_boundary_steps."""
+        return self.args.rollout_boundary_steps
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            # TRL counts micro-steps from 0 in every process: continue the count of the resumed run, with
+            # no buffered rollout (checkpoints are taken on rollout boundaries, so the next step generates)
+            self._step = self.state.global_step * self.args.gradient_accumulation_steps
+            self._buffered_inputs = None
+
+    @property
     def _groupwise(self) -> bool:
         return self.args.objective in GROUPWISE_OBJECTIVES
 
