@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-dist: $(STAMP)
-	$(PY) -m pytest -q -m distributed $(PYTEST_ARGS)
+	POSTTRAIN_FULL_MATRIX=1 $(PY) -m pytest -q -m distributed $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check posttrain tests data bench

@@ -81,10 +81,16 @@ def cpu_multiprocess_overrides() -> list[str]:
     Trainer sees one process while DeepSpeed sees two and stops with "train_batch_size is not equal to
     micro_batch_per_gpu * gradient_acc_step * world_size". Returns recipe overrides to apply.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return []
     import torch
 
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not torch.cuda.is_available():
+        raise UserError(
+            "FSDP needs GPUs: accelerate enables FSDP only on GPU-class devices, and on CPU it would silently "
+            "run plain data parallelism instead; on CPU use launch/cpu_2proc.yaml (DDP) or "
+            "launch/cpu_2proc_zero3.yaml (DeepSpeed ZeRO-3, sharded)"
+        )
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return []
     if torch.cuda.is_available():
         return []
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
@@ -191,6 +197,17 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         "world_size": trainer.accelerator.num_processes,
         "distributed_type": str(trainer.accelerator.distributed_type.value),
     }
+    lora = recipe.model.lora
+    if main and lora is not None and lora.save_merged:
+        # after the process group is down, so it is the same on every engine: the trainer has gathered and
+        # saved the adapter (adapter-only) in `out`; merge it into a fresh base model on this process
+        from posttrain.models import save_merged
+
+        merged = save_merged(recipe.model, out)
+        summary["merged"] = str(merged)
+        print(
+            f"[posttrain] merged model (base + adapter, loadable without PEFT) saved to {merged}", flush=True
+        )
     if main and recipe.evaluate is not None:
         from posttrain.evaluation.after_training import run_after_training
 

@@ -1,10 +1,18 @@
-"""CPL, the RLBFF principle RM and DRPO under `accelerate launch --num_processes 2` on CPU (gloo): DDP and ZeRO-2.
+"""CPL, the RLBFF principle RM and DRPO under `accelerate launch --num_processes 2` on CPU (gloo), on every
+engine that runs on CPU: DDP, DeepSpeed ZeRO-2 and DeepSpeed ZeRO-3 (launch/cpu_2proc*.yaml). FSDP2 is
+GPU-only in accelerate (on CPU it would silently fall back to DDP): posttrain refuses it on CPU with a clear
+message (tested here) and bench/gpu/fsdp2_check.sh checks it on a GPU.
 
-The first logged losses must equal a single-process run on the same global batch. The data is 8 records
-and the global batch is 8 (2 processes × 4, or 1 × 8), so every step sees the whole set whatever the
-sampler's shuffle: any difference comes from the distributed path itself. DRPO samples its own
-completions in each process, so its runs cannot equal a single-process run; they check instead that every
-micro-batch holds whole groups across the two processes.
+CPL and the principle RM: the first logged losses must equal a single-process run on the same global batch.
+The data is 8 records and the global batch is 8 (2 processes × 4, or 1 × 8), so every step sees the whole
+set whatever the sampler's shuffle: any difference comes from the distributed path itself.
+
+DRPO samples its own completions in each process (per-process seeds), so no single-process run sees the same
+rollouts; its losses must instead equal the DDP run's on the same two processes (the engine must not change
+the math), and every micro-batch must hold whole groups across the two processes.
+
+`make test` runs a representative subset of the matrix (each launch costs ~30 s here); `make test-dist`
+(POSTTRAIN_FULL_MATRIX=1) runs all of it.
 """
 
 from __future__ import annotations
@@ -21,6 +29,37 @@ from conftest import DEMO, ROOT
 pytestmark = [pytest.mark.distributed, pytest.mark.integration]
 
 ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
+
+# engine -> (launch config, accelerate's distributed_type)
+ENGINES = {
+    "ddp": ("cpu_2proc.yaml", "MULTI_CPU"),
+    "zero2": ("cpu_2proc_zero2.yaml", "DEEPSPEED"),
+    "zero3": ("cpu_2proc_zero3.yaml", "DEEPSPEED"),
+}
+# what `make test` runs; the rest of trainer × engine runs under POSTTRAIN_FULL_MATRIX=1 (make test-dist)
+REPRESENTATIVE = {
+    ("cpl", "ddp"),
+    ("cpl", "zero2"),
+    ("cpl", "zero3"),
+    ("rlbff", "ddp"),
+    ("rlbff", "zero2"),
+    ("rlbff", "zero3"),
+    ("drpo", "zero2"),
+    ("drpo", "zero3"),
+}
+FULL_MATRIX = os.environ.get("POSTTRAIN_FULL_MATRIX") == "1"
+
+
+def matrix(methods):
+    """pytest params (method, engine) for every engine; the non-representative ones skip unless FULL_MATRIX."""
+    params = []
+    for method in methods:
+        for engine in ENGINES:
+            marks = []
+            if (method, engine) not in REPRESENTATIVE and not FULL_MATRIX:
+                marks.append(pytest.mark.skip(reason="full engine matrix: run make test-dist"))
+            params.append(pytest.param(method, engine, marks=marks, id=f"{method}-{engine}"))
+    return params
 
 
 def _recipe(tmp_path, tiny_model_dir, method="cpl"):
@@ -90,16 +129,9 @@ def single_process_losses(method, tmp_path_factory, tiny_model_dir) -> list[floa
     return _SINGLE[method]
 
 
-@pytest.mark.parametrize(
-    "method, config",
-    [
-        ("cpl", "cpu_2proc.yaml"),
-        ("cpl", "cpu_2proc_zero2.yaml"),
-        ("rlbff", "cpu_2proc.yaml"),
-        ("rlbff", "cpu_2proc_zero2.yaml"),
-    ],
-)
-def test_two_process_loss_matches_single_process(method, config, tmp_path, tmp_path_factory, tiny_model_dir):
+@pytest.mark.parametrize("method, engine", matrix(["cpl", "rlbff"]))
+def test_two_process_loss_matches_single_process(method, engine, tmp_path, tmp_path_factory, tiny_model_dir):
+    config, distributed_type = ENGINES[engine]
     reference = single_process_losses(method, tmp_path_factory, tiny_model_dir)
     recipe = _recipe(tmp_path, tiny_model_dir, method)
     out = tmp_path / "out"
@@ -110,7 +142,7 @@ def test_two_process_loss_matches_single_process(method, config, tmp_path, tmp_p
     # the run really was distributed, on the engine the config names
     state = json.loads((out / "run_summary.json").read_text())
     assert state["world_size"] == 2
-    assert state["distributed_type"] == ("DEEPSPEED" if "zero2" in config else "MULTI_CPU")
+    assert state["distributed_type"] == distributed_type
     assert "run summary" in proc.stdout
 
 
@@ -137,15 +169,33 @@ training: {{max_steps: 4, per_device_train_batch_size: 8, logging_steps: 1, save
     return path
 
 
-@pytest.mark.parametrize("config", ["cpu_2proc.yaml", "cpu_2proc_zero2.yaml"])
-def test_drpo_two_processes_keep_groups_whole(config, tmp_path, tiny_model_dir, monkeypatch):
+_DDP_DRPO: list[dict] = []
+
+
+def drpo_ddp_steps(tmp_path_factory, tiny_model_dir) -> list[dict]:
+    """The logged steps of the DRPO recipe under DDP on 2 processes: the reference for the other engines."""
+    if not _DDP_DRPO:
+        tmp = tmp_path_factory.mktemp("drpo-ddp")
+        _launch(ENGINES["ddp"][0], _drpo_recipe(tmp, tiny_model_dir), tmp / "out")
+        history = json.loads((tmp / "out" / "log_history.json").read_text())
+        _DDP_DRPO.extend(row for row in history if "loss" in row)
+    return _DDP_DRPO
+
+
+@pytest.mark.parametrize("method, engine", matrix(["drpo"]))
+def test_drpo_two_processes_keep_groups_whole(
+    method, engine, tmp_path, tmp_path_factory, tiny_model_dir, monkeypatch
+):
     """Each process generates whole groups and every micro-batch holds whole groups: the trainer checks
-    every micro-batch (prompt ids identical within each block of num_generations rows) and stops otherwise."""
+    every micro-batch (prompt ids identical within each block of num_generations rows) and stops otherwise.
+    ZeRO and FSDP runs equal the DDP run step by step (same rollouts, same losses)."""
+    config, distributed_type = ENGINES[engine]
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
     out = tmp_path / "out"
     proc = _launch(config, _drpo_recipe(tmp_path, tiny_model_dir), out)
     state = json.loads((out / "run_summary.json").read_text())
     assert state["world_size"] == 2 and state["steps"] == 4
+    assert state["distributed_type"] == distributed_type
     history = json.loads((out / "log_history.json").read_text())
     steps = [row for row in history if "loss" in row]
     assert len(steps) == 4
@@ -154,3 +204,33 @@ def test_drpo_two_processes_keep_groups_whole(config, tmp_path, tiny_model_dir, 
     # 2 processes × 8 rows = 4 groups of 4 per rollout; some of them carry a signal
     assert any(row.get("groups/valid_fraction", 0) > 0 for row in steps)
     assert "run summary" in proc.stdout
+    if engine != "ddp":
+        reference = drpo_ddp_steps(tmp_path_factory, tiny_model_dir)
+        for mine, ref in zip(steps, reference, strict=True):
+            assert mine["loss"] == pytest.approx(ref["loss"], rel=1e-4, abs=1e-5)
+            # rollout metrics are logged on the steps that generated (every steps_per_generation)
+            assert ("reward" in mine) == ("reward" in ref)
+            if "reward" in ref:
+                assert mine["reward"] == pytest.approx(ref["reward"], abs=1e-6)
+                assert mine["completions/mean_length"] == pytest.approx(ref["completions/mean_length"])
+
+
+def test_fsdp_on_cpu_is_refused_clearly(tmp_path, tiny_model_dir):
+    """accelerate turns FSDP on only for GPU-class devices; on CPU the run would quietly be DDP. posttrain
+    says so before anything is written."""
+    out = tmp_path / "out"
+    cmd = [
+        ACCELERATE,
+        "launch",
+        "--config_file",
+        str(ROOT / "launch" / "fsdp2.yaml"),
+        "--main_process_port",
+        "0",
+    ]
+    cmd += ["--num_processes", "2", "--mixed_precision", "no"]
+    cmd += ["-m", "posttrain", "train", str(_recipe(tmp_path, tiny_model_dir, "cpl")), f"output_dir={out}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert proc.returncode != 0
+    assert "error: FSDP needs GPUs" in proc.stderr and "cpu_2proc_zero3.yaml" in proc.stderr
+    assert not out.exists()
