@@ -171,3 +171,36 @@ def peft_config(model_cfg, *, task_type: str = "CAUSAL_LM"):
         use_rslora=lora.use_rslora,
         task_type=task_type,
     )
+
+
+def save_merged(model_cfg, adapter_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Merge the LoRA adapter saved in ``adapter_dir`` into a fresh base model and save it to ``out_dir``
+    (default ``adapter_dir/merged``): a plain transformers model, loadable without PEFT.
+
+    The base loads as training loaded it (:func:`load_model`): the adapter's PEFT ``task_type`` — set by
+    each trainer through :func:`peft_config` — tells a sequence-classification RM (``SEQ_CLS``) from a
+    causal LM. Run it on one process after training: the trainer has already gathered and saved the adapter
+    whatever the engine (DDP, ZeRO-3, FSDP2). The tokenizer and the RM form file (posttrain_rm.json), when
+    training saved them beside the adapter, are copied so ``posttrain score --model out_dir`` works.
+    """
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoTokenizer
+
+    from posttrain.rewards.principle import RM_CONFIG
+
+    adapter_dir = Path(adapter_dir)
+    out_dir = Path(out_dir) if out_dir is not None else adapter_dir / "merged"
+    task_type = PeftConfig.from_pretrained(adapter_dir).task_type
+    kind = "sequence_classification" if task_type == "SEQ_CLS" else "causal_lm"
+    # gradient checkpointing only switched the KV cache off for training; the merged model keeps it
+    base = load_model(model_cfg.model_copy(update={"gradient_checkpointing": False}), kind=kind)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(out_dir)
+    if (adapter_dir / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    else:
+        tokenizer = load_tokenizer(model_cfg)
+    tokenizer.save_pretrained(out_dir)
+    if (adapter_dir / RM_CONFIG).is_file():
+        shutil.copyfile(adapter_dir / RM_CONFIG, out_dir / RM_CONFIG)
+    return out_dir

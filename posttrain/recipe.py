@@ -47,6 +47,11 @@ class LoraSection(_Section):
     )
     modules_to_save: list[str] | None = Field(None, description="Extra modules trained in full and saved.")
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
+    save_merged: bool = Field(
+        False,
+        description="Also write the base model with the adapter merged into output_dir/merged, loadable "
+        "without PEFT; the adapter alone is always written to output_dir.",
+    )
 
 
 class ModelSection(_Section):

@@ -136,7 +136,12 @@ def _check_resumable(out: Path, recipe) -> None:
     saved = out / "recipe.yaml"
     if not saved.is_file():
         return
-    changed = _changed_fields(yaml.safe_load(saved.read_text()) or {}, recipe.to_dict())
+    before, now = yaml.safe_load(saved.read_text()) or {}, recipe.to_dict()
+    for config in (before, now):  # whether a merged copy is written does not touch training
+        lora = (config.get("model") or {}).get("lora")
+        if isinstance(lora, dict):
+            lora.pop("save_merged", None)
+    changed = _changed_fields(before, now)
     if changed:
         raise UserError(
             f"{out} holds checkpoints of a different recipe ({', '.join(changed)} changed); resume with the "
@@ -181,6 +186,12 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
     # writes reports or evaluates (which may take longer than any collective timeout).
     trainer.accelerator.wait_for_everyone()
     shutdown_distributed()
+    # Training's DeepSpeed config stays registered with transformers; a ZeRO-3 one would make every later
+    # from_pretrained in this process (merging LoRA, evaluation) build a partitioned model inside
+    # deepspeed.zero.Init, with the process group already gone.
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
     history = trainer.state.log_history
     train_logs = [row for row in history if "loss" in row]
     first, last = (train_logs[0], train_logs[-1]) if train_logs else ({}, {})
