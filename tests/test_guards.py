@@ -105,3 +105,36 @@ training: {{max_steps: 4, per_device_train_batch_size: 4, logging_steps: 1, save
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "consecutive updates had NaN/inf gradients" in proc.stderr and "Traceback" not in proc.stderr
     assert not (out / "model.safetensors").exists()
+
+
+FSDP2_SCRIPT = """
+import os, sys, torch, torch.distributed as dist
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from posttrain.trainers.guards import grads_finite
+mesh = init_device_mesh("cpu", (1,))
+model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 1))
+for layer in model:
+    fully_shard(layer, mesh=mesh)
+fully_shard(model, mesh=mesh)
+opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+model(torch.ones(2, 4)).sum().backward()
+print(type(next(model.parameters()).grad).__name__, grads_finite(opt))
+(model(torch.ones(2, 4)).sum() * float("nan")).backward()
+print(grads_finite(opt))
+dist.destroy_process_group()
+sys.stdout.flush()
+os._exit(0)  # gloo's threads can abort a normal interpreter teardown
+"""
+
+
+def test_grads_finite_on_fsdp2_dtensor_gradients():
+    """FSDP2 gradients are DTensors: the check reads each rank's shard (an all-reduce of a DTensor fails:
+    'c10d.allreduce_.default does not have a sharding strategy registered', seen on a GPU)."""
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", FSDP2_SCRIPT], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["DTensor", "True", "False"]

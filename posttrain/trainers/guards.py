@@ -58,6 +58,8 @@ def grads_finite(optimizer: torch.optim.Optimizer) -> bool:
     import torch.distributed as dist
 
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    # FSDP2 holds DTensor gradients: check this rank's shard (the all-reduce below covers the others)
+    grads = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
     device = grads[0].device if grads else torch.device("cpu")
     bad = torch.zeros((), device=device)
     for g in grads:
