@@ -79,12 +79,15 @@ class DataSource(_Section):
     name: str | None = Field(None, description="Hub dataset configuration name.")
     data_dir: str | None = Field(None, description="Sub-directory of a hub dataset (e.g. 'harmless-base').")
     split: str = Field("train", description="Hub dataset split.")
-    format: Literal["auto", "pairs", "hh", "ranked", "helpsteer3", "principles", "math", "gsm8k"] = Field(
+    format: Literal[
+        "auto", "pairs", "hh", "ranked", "helpsteer3", "principles", "math", "gsm8k", "prompts"
+    ] = Field(
         "auto",
         description="pairs: prompt/chosen/rejected (text or messages); hh: Anthropic HH transcripts; "
         "ranked: prompt/responses/scores; helpsteer3: context/response1/response2/overall_preference; "
         "principles: context/response/principle/fulfilment (RLBFF); "
         "math: problem/answer (MATH, DeepScaleR, the paper's test sets); gsm8k: question/answer ending '#### n'; "
+        "prompts: prompt or context (+ columns for the rewards, e.g. principle) for RL with a learned reward; "
         "auto: detect from the first record.",
     )
     limit: int | None = Field(None, gt=0, description="Use only the first N records.")

@@ -220,6 +220,7 @@ def setup_from_recipe(recipe, args: DRPOConfig, *, progress: bool = True):
     """Build a DRPOTrainer from a validated recipe: data and rewards first (cheap errors), then the model."""
     from posttrain.data.math import load_math_split
     from posttrain.data.preference import DropReport
+    from posttrain.data.prompts import load_prompt_split
     from posttrain.models import load_model, load_tokenizer, peft_config
     from posttrain.rewards.math import DRPO_SUFFIX
     from posttrain.rewards.registry import resolve_reward
@@ -230,7 +231,10 @@ def setup_from_recipe(recipe, args: DRPOConfig, *, progress: bool = True):
         source = getattr(recipe.data, name)
         if source is not None:
             reports.append(DropReport(source=name))
-            splits[name] = load_math_split(source, suffix=suffix, report=reports[-1])
+            if source.format == "prompts":  # a learned reward (e.g. a principle RM): no math suffix
+                splits[name] = load_prompt_split(source, report=reports[-1])
+            else:
+                splits[name] = load_math_split(source, suffix=suffix, report=reports[-1])
     reward_funcs = [resolve_reward(spec) for spec in args.rewards]
     tokenizer = load_tokenizer(recipe.model, padding_side="left")
     model = load_model(recipe.model)
