@@ -104,13 +104,28 @@ training: {{max_steps: 8, per_device_train_batch_size: 4, logging_steps: 1, save
     return path
 
 
-def _run(tmp_path: Path, recipe: Path, fault: str = "", step: int = 0) -> subprocess.CompletedProcess:
+def _run(
+    tmp_path: Path, recipe: Path, fault: str = "", step: int = 0, launch: str | None = None
+) -> subprocess.CompletedProcess:
+    """`posttrain train RECIPE` through the fault-injecting driver; ``launch``: an accelerate config to
+    run it under (2 processes)."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "FAULT": fault, "FAULT_STEP": str(step), "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])  # test rewards
+    cmd = [sys.executable, str(driver), "train", str(recipe)]
+    if launch is not None:
+        accelerate = [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch"]
+        cmd = [
+            *accelerate,
+            "--config_file",
+            str(ROOT / "launch" / launch),
+            "--main_process_port",
+            "0",
+            *cmd[1:],
+        ]
     return subprocess.run(
-        [sys.executable, str(driver), "train", str(recipe)],
+        cmd,
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -214,6 +229,26 @@ def test_other_trainers_resume_to_the_same_losses(method, tiny_model_dir, tmp_pa
             assert history[step]["completions/mean_length"] == pytest.approx(
                 first[step]["completions/mean_length"]
             )
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("launch", ["cpu_2proc_zero2.yaml"])
+def test_two_process_deepspeed_run_resumes_to_the_same_losses(launch, tiny_model_dir, tmp_path):
+    """Under DeepSpeed every rank writes its own optimizer shards; the completion marker comes after all of
+    them. One rank is SIGKILLed (the launcher takes the other down); the rerun resumes on both ranks. (Found
+    here: after the BC warm-up, rebuilding the restarted LR schedule reset the rates DeepSpeed had loaded.)"""
+    reference_out = tmp_path / "reference"
+    proc = _run(tmp_path, _recipe(tmp_path, tiny_model_dir, reference_out), launch=launch)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "run"
+    recipe = _recipe(tmp_path, tiny_model_dir, out)
+    assert _run(tmp_path, recipe, "kill", 5, launch=launch).returncode != 0
+    assert last_complete_checkpoint(out).name == "checkpoint-4"
+    assert any((out / "checkpoint-4").glob("global_step*/*optim_states.pt"))  # DeepSpeed's own shards
+    resumed = _run(tmp_path, recipe, launch=launch)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    _assert_same_losses(out, _losses(reference_out))
 
 
 def test_resume_refuses_a_changed_recipe(tiny_model_dir, tmp_path, reference):

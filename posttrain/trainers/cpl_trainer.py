@@ -42,6 +42,7 @@ from posttrain.trainers.guards import NonFiniteGuardMixin
 from posttrain.trainers.utils import (
     MetricsMixin,
     gather_token_logps,
+    innermost_optimizer,
     new_schedule,
     restart_optimizer_and_schedule,
 )
@@ -125,7 +126,13 @@ class CPLTrainer(CheckpointMixin, NonFiniteGuardMixin, MetricsMixin, Trainer):
         # that schedule before its state is loaded: a LambdaLR checkpoint holds the step count, not the
         # schedule's length, which would otherwise come back as max_steps.
         if checkpoint is not None and 0 < self.args.bc_warmup_steps <= self.state.global_step:
+            # A new schedule sets the learning rates to its step 0; under DeepSpeed the optimizer state
+            # (with the right rates) was already loaded and is not loaded again below, so keep its rates.
+            groups = innermost_optimizer(self.optimizer).param_groups
+            rates = [group["lr"] for group in groups]
             new_schedule(self, self.state.max_steps - self.args.bc_warmup_steps)
+            for group, rate in zip(groups, rates):
+                group["lr"] = rate
         super()._load_optimizer_and_scheduler(checkpoint)
 
     @staticmethod

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from posttrain.errors import IncompleteRun
+from posttrain.trainers.utils import innermost_optimizer
 
 DEFAULT_MAX_NONFINITE_STEPS = 5
 
@@ -45,12 +46,6 @@ class GuardArguments:
             "(0: no check, every update is applied)."
         },
     )
-
-
-def _innermost(optimizer):
-    while hasattr(optimizer, "optimizer") and optimizer.optimizer is not optimizer:
-        optimizer = optimizer.optimizer
-    return optimizer
 
 
 def grads_finite(optimizer: torch.optim.Optimizer) -> bool:
@@ -80,7 +75,7 @@ class NonFiniteGuardMixin:
     def create_optimizer(self, *args, **kwargs):
         optimizer = super().create_optimizer(*args, **kwargs)
         limit = getattr(self.args, "max_nonfinite_steps", DEFAULT_MAX_NONFINITE_STEPS)
-        inner = _innermost(optimizer)
+        inner = innermost_optimizer(optimizer)
         if limit and not getattr(inner, "_posttrain_guarded", False):
             step = inner.step
 

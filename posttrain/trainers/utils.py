@@ -52,7 +52,7 @@ class MetricsMixin:
         super().log(logs, start_time)
 
 
-def _innermost_optimizer(optimizer) -> torch.optim.Optimizer:
+def innermost_optimizer(optimizer) -> torch.optim.Optimizer:
     # AcceleratedOptimizer and DeepSpeed's ZeRO optimizers wrap a torch optimizer in `.optimizer`.
     while hasattr(optimizer, "optimizer") and optimizer.optimizer is not optimizer:
         optimizer = optimizer.optimizer
@@ -61,7 +61,7 @@ def _innermost_optimizer(optimizer) -> torch.optim.Optimizer:
 
 def new_schedule(trainer, num_training_steps: int) -> None:
     """Replace the LR schedule with a fresh one of ``num_training_steps`` steps (same type and warm-up)."""
-    inner = _innermost_optimizer(trainer.optimizer)
+    inner = innermost_optimizer(trainer.optimizer)
     trainer.lr_scheduler = None
     scheduler = trainer.create_scheduler(num_training_steps=max(num_training_steps, 1), optimizer=inner)
     if trainer.is_deepspeed_enabled:  # the engine steps its own reference to the scheduler
@@ -70,6 +70,6 @@ def new_schedule(trainer, num_training_steps: int) -> None:
 
 def restart_optimizer_and_schedule(trainer) -> None:
     """Forget the optimizer's moments and start a fresh LR schedule for the remaining steps."""
-    inner = _innermost_optimizer(trainer.optimizer)
+    inner = innermost_optimizer(trainer.optimizer)
     inner.state = defaultdict(dict)  # Adam-style optimizers re-create their moments lazily
     new_schedule(trainer, trainer.state.max_steps - trainer.state.global_step)
