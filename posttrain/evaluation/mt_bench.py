@@ -57,6 +57,7 @@ from typing import Any
 
 from posttrain.errors import IncompleteRun, UserError
 from posttrain.evaluation.tables import aligned_table
+from posttrain.jsonl import JsonlAppender, read_jsonl
 from posttrain.paths import PROJECT_ROOT
 
 DATA_ENV = "POSTTRAIN_MT_BENCH_DATA"
@@ -131,29 +132,6 @@ def default_data_dir() -> Path | None:
         return Path(os.environ[DATA_ENV]).expanduser()
     local = PROJECT_ROOT.parent / "shared" / "benchmarks" / "mt-bench"
     return local if local.is_dir() else None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSONL file; a torn last line (a run killed mid-write) is ignored, any other bad line is
-    a :class:`UserError` naming the file and line."""
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):  # no newline after it: the write never finished
-                continue
-            raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}: line {number} is not a JSON object")
-        records.append(record)
-    return records
 
 
 def _hub_snapshot(dataset_id: str) -> Path:
@@ -420,25 +398,6 @@ def summarize_pairwise(judgments: Sequence[dict], categories: dict[int, str], mo
 # -------------------------------------------------------------------------------------------- running
 
 
-class _Appender:
-    """Appends JSON lines to a file as results finish (flushed each time, so a killed run keeps them)."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file():  # cut a torn last line so the next record starts on its own line
-            raw = path.read_bytes()
-            if raw and not raw.endswith(b"\n"):
-                path.write_bytes(raw[: raw.rfind(b"\n") + 1])
-        self.fh = path.open("a", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        self.fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.close()
-
-
 def _chunks(items: Sequence, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -465,7 +424,7 @@ def generate_answers(
     by_temperature: dict[float, list[dict]] = {}
     for q in todo:
         by_temperature.setdefault(question_temperature(q["category"]), []).append(q)
-    out = _Appender(path)
+    out = JsonlAppender(path)
     try:
         for temperature, group in by_temperature.items():
             for part in _chunks(group, chunk):
@@ -612,7 +571,7 @@ def run_judge(judge, tasks: Sequence[_JudgeTask], path: Path, max_new_tokens: in
     number of requests that failed for good (not written: the next run retries them)."""
     if not tasks:
         return 0
-    out = _Appender(path)
+    out = JsonlAppender(path)
 
     def on_result(index: int, judgment: str) -> None:
         record = tasks[index].finish(judgment)

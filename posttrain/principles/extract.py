@@ -72,8 +72,9 @@ import numpy as np
 from rapidfuzz import fuzz
 
 from posttrain.errors import UserError
-from posttrain.evaluation.mt_bench import _Appender, model_id_for, read_jsonl
+from posttrain.evaluation.mt_bench import model_id_for
 from posttrain.evaluation.tables import aligned_table
+from posttrain.jsonl import JsonlAppender, read_jsonl
 
 RUN_FILE, EXTRACTIONS_FILE, ITEMS_FILE = "run.json", "extractions.jsonl", "items.jsonl"
 PRINCIPLES_FILE, COUNTS_FILE = "principles.jsonl", "counts.json"
@@ -603,7 +604,7 @@ def extract_principles(
 
             backend = build_chat_backend(model, **options)
         print(f"[posttrain] principles: {model_id} reads {len(pending)} feedbacks", flush=True)
-        appender = _Appender(out / EXTRACTIONS_FILE)
+        appender = JsonlAppender(out / EXTRACTIONS_FILE)
 
         def on_result(index: int, text: str) -> None:
             r, a = pending[index]
