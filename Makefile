@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.posttrain-installed
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all test-dist lint format clean
+.PHONY: install demo test test-all test-dist lint format clean bench
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,18 @@ test: $(STAMP)
 
 test-dist: $(STAMP)
 	POSTTRAIN_FULL_MATRIX=1 $(PY) -m pytest -q -m distributed $(PYTEST_ARGS)
+
+# Benchmarks against TRL, one after the other, then the summary table bench/results/README.md. Each runs
+# with one torch thread (threads stall each other on a shared CPU); about 35–45 minutes on a CPU. Never part
+# of `make test` (tests/test_bench_smoke.py runs each script once on a tiny model with --quick).
+BENCH := OMP_NUM_THREADS=1 $(PY)
+bench: $(STAMP)
+	$(BENCH) bench/cpl_vs_trl.py --threads 1
+	$(BENCH) bench/rm_vs_trl.py --threads 1
+	$(BENCH) bench/packing.py --threads 1
+	$(BENCH) bench/principle_scoring.py --threads 1
+	$(BENCH) bench/drpo_step_time.py --threads 1 --max-completion-length 32 --repeats 4
+	$(PY) bench/summary.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check posttrain tests data bench

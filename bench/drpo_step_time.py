@@ -33,27 +33,21 @@ bench/results/drpo_step_time.md (the table); ``--out`` moves both (the .md next 
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
 import json
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 import torch  # noqa: E402
+from harness import PeakMemory, ratio_block, summary, sync  # noqa: E402
 
+NAME = "drpo_step_time"
 OBJECTIVES = ("drpo", "grpo")  # A (measured), B (baseline)
 LIMIT = 1.05  # the requirement: DRPO ≤ 1.05 × GRPO
 QUICK = {
@@ -84,115 +78,11 @@ def arithmetic_prompts(n: int, seed: int):
     return Dataset.from_list(rows)
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-class PeakMemory:
-    """Peak memory of a region in MiB: CUDA peak allocated, or on CPU the sampled peak RSS above the start."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval = interval
-        self.cuda = torch.cuda.is_available()
-        self.peak_mib: float | None = None  # absolute peak (CUDA allocated / RSS)
-        self.delta_mib: float | None = None  # peak above the value at the start of the region
-
-    def _rss(self) -> int:
-        return self._proc.memory_info().rss
-
-    def __enter__(self):
-        if self.cuda:
-            sync()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
-            return self
-        try:
-            import psutil
-        except ImportError:  # no sampler: fall back to the process high-water mark
-            self._proc = None
-            return self
-        self._proc = psutil.Process()
-        self._base = self._peak = self._rss()
-        self._stop = threading.Event()
-
-        def sample():
-            while not self._stop.wait(self.interval):
-                self._peak = max(self._peak, self._rss())
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        mib = 1024**2
-        if self.cuda:
-            sync()
-            peak = torch.cuda.max_memory_allocated()
-            self.peak_mib, self.delta_mib = peak / mib, (peak - self._base) / mib
-        elif self._proc is None:
-            import resource
-
-            self.peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        else:
-            self._stop.set()
-            self._thread.join()
-            self._peak = max(self._peak, self._rss())
-            self.peak_mib, self.delta_mib = self._peak / mib, (self._peak - self._base) / mib
-        return False
-
-
-def summary(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "raw": values}
-
-
-def ratio_block(drpo: list[float], grpo: list[float]) -> dict:
-    """Ratio of medians, with the spread of the per-repetition (paired) ratios."""
-    ratios = [a / b for a, b in zip(drpo, grpo)]
-    return {
-        "ratio_median": statistics.median(drpo) / statistics.median(grpo),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "ratios": ratios,
-    }
-
-
-def machine_info() -> dict:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-    for name in ("transformers", "trl", "accelerate"):
-        with contextlib.suppress(ImportError):
-            info[name] = __import__(name).__version__
-    with contextlib.suppress(ImportError):
-        info["total_memory_gib"] = round(__import__("psutil").virtual_memory().total / 1024**3, 1)
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        )
-        info["git_commit"] = head.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return info
-
-
 # ---------------------------------------------------------------------------------------------- trainers
 
 
 def build_trainer(objective: str, ns, model_path: str, dataset, out_dir: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
-    from transformers.trainer_callback import PrinterCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from posttrain.rewards.math import math_correctness
     from posttrain.trainers.drpo_config import DRPOConfig
@@ -200,24 +90,22 @@ def build_trainer(objective: str, ns, model_path: str, dataset, out_dir: str):
 
     cuda = torch.cuda.is_available()
 
-    class StepTimer(TrainerCallback):
-        """Full optimizer-step wall time; reseeds each step so both trainers sample alike."""
+    class StepTimer(harness.StepTimer):
+        """Reseeds each step so both trainers sample alike; keeps TRL's log rows and a fingerprint of
+        each step's completions."""
 
         def __init__(self):
-            self.times: list[float] = []
+            super().__init__()
             self.logs: list[dict] = []
             self.digests: list[str] = []
             self.trainer = None
-            self._begin = 0.0
 
         def on_step_begin(self, args, state, control, **kwargs):
             set_seed(args.seed + state.global_step)
-            sync()
-            self._begin = time.perf_counter()
+            super().on_step_begin(args, state, control, **kwargs)
 
         def on_step_end(self, args, state, control, **kwargs):
-            sync()
-            self.times.append(time.perf_counter() - self._begin)
+            super().on_step_end(args, state, control, **kwargs)
             # fingerprint of the step's sampled completions (TRL keeps the last generation batch's texts)
             texts = json.dumps(list(self.trainer._logs["completion"]), sort_keys=True, default=str)
             self.digests.append(hashlib.sha1(texts.encode()).hexdigest()[:16])
@@ -248,17 +136,14 @@ def build_trainer(objective: str, ns, model_path: str, dataset, out_dir: str):
         tokenizer.pad_token = tokenizer.eos_token
     set_seed(ns.seed)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    timer = StepTimer()
     trainer = DRPOTrainer(
         model=model,
         reward_funcs=[math_correctness],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[timer],
     )
-    trainer.remove_callback(PrinterCallback)  # the table is the output, not one log line per step
-    trainer.step_timer, timer.trainer = timer, trainer
+    harness.attach_timer(trainer, StepTimer()).trainer = trainer
     return trainer
 
 
@@ -301,21 +186,11 @@ def train_block(trainer) -> tuple[list[float], list[dict], list[str]]:
 
 
 def alternate(label: str, repeats: int, run) -> dict[str, list]:
-    """A warm-up pair, then ``repeats`` pairs; the order within a pair alternates (AB, BA, AB, …)."""
-    for name in OBJECTIVES:
-        progress(f"{label}: warm-up {name}")
-        run(name)
-    out: dict[str, list] = {name: [] for name in OBJECTIVES}
-    for rep in range(repeats):
-        for name in OBJECTIVES if rep % 2 == 0 else OBJECTIVES[::-1]:
-            start = time.perf_counter()
-            out[name].append(run(name))
-            progress(f"{label}: pair {rep + 1}/{repeats} {name} {time.perf_counter() - start:.2f} s")
-    return out
+    return harness.alternate(NAME, label, OBJECTIVES, repeats, run)
 
 
 def progress(message: str) -> None:
-    print(f"[drpo_step_time] {message}", file=sys.stderr, flush=True)
+    harness.progress(NAME, message)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -343,7 +218,7 @@ def markdown(result: dict) -> str:
             f"| {label} | {d['time_s']['median']:.3f} | {g['time_s']['median']:.3f} | "
             f"{block['ratio_median']:.3f} ({block['ratio_min']:.3f}–{block['ratio_max']:.3f}) | "
             f"{d[tokens_key]:.0f} | {g[tokens_key]:.0f} | "
-            f"{_mem(d['peak_memory'])} | {_mem(g['peak_memory'])} | "
+            f"{harness.fmt_mem(d['peak_memory'])} | {harness.fmt_mem(g['peak_memory'])} | "
             f"{'yes' if block['ratio_median'] <= LIMIT else 'NO'} |"
         )
 
@@ -365,25 +240,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _mem(mem: dict) -> str:
-    if mem.get("delta_mib") is None:
-        return f"{mem['peak_mib']:.0f}"
-    return f"{mem['peak_mib']:.0f} (+{mem['delta_mib']:.0f})"
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    parser = harness.parser(__doc__, NAME, repeats=5, steps=1)
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16, help="per_device_train_batch_size")
     parser.add_argument("--max-completion-length", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="A/B pairs after the warm-up pair")
-    parser.add_argument("--steps", type=int, default=1, help="optimizer steps per full-step block")
     parser.add_argument("--prompts", type=int, default=64, help="size of the generated prompt set")
     parser.add_argument(
         "--learning-rate",
@@ -391,31 +255,13 @@ def main(argv: list[str] | None = None) -> dict:
         default=0.0,
         help="0 (default) keeps both policies equal so they sample identical completions",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    parser.add_argument("--quick", action="store_true", help="smoke test: tiny settings, 1 repetition")
-    parser.add_argument("--out", default="bench/results/drpo_step_time.json")
-    ns = parser.parse_args(argv)
-    if ns.quick:
-        for key, value in QUICK.items():
-            setattr(ns, key, value)
-    from transformers.utils import logging as hf_logging
-
-    threads, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
-    if ns.threads:
-        torch.set_num_threads(ns.threads)
-    hf_logging.set_verbosity_error()
-    try:
-        return run(ns)
-    finally:  # leave the caller's process as it was (the smoke test runs in pytest's)
-        torch.set_num_threads(threads)
-        hf_logging.set_verbosity(verbosity)
+    return harness.run_main(parser.parse_args(argv), QUICK, run)
 
 
 def run(ns) -> dict:
     from posttrain.models import resolve_model_path
 
-    load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    load_at_start = harness.load_average()
     wall_start = time.perf_counter()
 
     model_path = resolve_model_path(ns.model)
@@ -502,7 +348,7 @@ def run(ns) -> dict:
         "model": ns.model,
         "model_path": model_path,
         "quick": ns.quick,
-        "machine": {**machine_info(), "load_average_at_start": load_at_start},
+        "machine": {**harness.machine_info(), "load_average_at_start": load_at_start},
         "bench_wall_s": time.perf_counter() - wall_start,
         "settings": {
             "objectives": list(OBJECTIVES),
@@ -522,6 +368,15 @@ def run(ns) -> dict:
         },
         "loss_backward": loss_block,
         "full_step": full_block,
+        "targets": [
+            harness.target(
+                "DRPO vs TRL GRPOTrainer (full step)",
+                f"≤ {LIMIT}×",
+                "step time ratio",
+                full_block,
+                full_block["ratio_median"] <= LIMIT,
+            )
+        ],
         "within_5_percent": {
             "loss_backward": loss_block["ratio_median"] <= LIMIT,
             "full_step": full_block["ratio_median"] <= LIMIT,
@@ -545,12 +400,7 @@ def run(ns) -> dict:
             "GRPO computes token entropies in its loss (TRL always does); DRPO does not need them.",
         ],
     }
-    out = Path(ns.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    table = markdown(result)
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    harness.write_outputs(result, ns.out, markdown(result))
     tmp.cleanup()
     return result
 

@@ -2,21 +2,27 @@
 
     python bench/principle_scoring.py [--model embedded:smollm2-135m-instruct] [--k 8] [--repeats 5]
 
-Alternates the two paths after a warm-up, reports median wall time of each, the ratio, and the largest
-difference between their rewards (they must agree within 1e-4). Writes bench/results/principle_scoring.json.
+Target (issue #7): shared-prefix scoring of K = 8 principles ≥ 3× faster than 8 separate forward passes.
+Alternates the two paths after a warm-up (bench/harness.py), reports median wall time of each, the ratio,
+and the largest difference between their rewards (they must agree within 1e-4). Writes
+bench/results/principle_scoring.json and .md.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+import torch  # noqa: E402
 
-from posttrain.rewards.principle import PrincipleRewardModel
+NAME = "principle_scoring"
+ARMS = ("shared_prefix", "separate")
+TARGET = 3.0
+QUICK = {"k": 2, "repeats": 1}
 
 PRINCIPLES = [
     "The final answer is correct",
@@ -53,65 +59,81 @@ RESPONSE = (
 )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
-    parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    parser.add_argument("--out", default="bench/results/principle_scoring.json")
-    ns = parser.parse_args()
-    if ns.threads:
-        torch.set_num_threads(ns.threads)
+def run(ns) -> dict:
+    from posttrain.rewards.principle import PrincipleRewardModel
+
     rm = PrincipleRewardModel.from_pretrained(ns.model)
     principles = PRINCIPLES[: ns.k]
+    rewards = {}
 
-    def shared():
-        return rm.score(CONTEXT, RESPONSE, principles)
+    def timed(name: str) -> float:
+        start = time.perf_counter()
+        if name == "shared_prefix":
+            rewards[name] = rm.score(CONTEXT, RESPONSE, principles)
+        else:  # K independent single-sequence forward passes, the way a naive caller scores
+            rewards[name] = [rm.score(CONTEXT, RESPONSE, [p])[0] for p in principles]
+        elapsed = time.perf_counter() - start
+        if len(rewards) == 2:
+            diffs.append(max(abs(a - b) for a, b in zip(rewards["shared_prefix"], rewards["separate"])))
+        return elapsed
 
-    def separate():  # K independent single-sequence forward passes, the way a naive caller scores
-        return [rm.score(CONTEXT, RESPONSE, [p])[0] for p in principles]
-
-    shared(), separate()  # warm-up
-    times = {"shared_prefix": [], "separate": []}
-    diff = 0.0
-    for _ in range(ns.repeats):
-        for name, fn in (("shared_prefix", shared), ("separate", separate)):
-            start = time.perf_counter()
-            out = fn()
-            times[name].append(time.perf_counter() - start)
-            if name == "shared_prefix":
-                ref = out
-            else:
-                diff = max(diff, max(abs(a - b) for a, b in zip(ref, out)))
+    diffs: list[float] = []
+    times = harness.alternate(NAME, "score", ARMS, ns.repeats, timed)
     med = {k: statistics.median(v) for k, v in times.items()}
-    ratios = [b / a for a, b in zip(times["shared_prefix"], times["separate"])]
+    speedup = harness.ratio_block(times["separate"], times["shared_prefix"])  # separate / shared
     rendered = rm.tokenizer.apply_chat_template(
         CONTEXT + [{"role": "assistant", "content": RESPONSE}], tokenize=True
     )
     prefix_tokens = len(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
     result = {
+        "benchmark": NAME,
         "model": ns.model,
+        "quick": ns.quick,
+        "machine": harness.machine_info(),
         "k": ns.k,
+        "repeats": ns.repeats,
         "prefix_tokens_approx": prefix_tokens,
         "median_s": med,
-        "speedup_median": med["separate"] / med["shared_prefix"],
-        "speedup_min": min(ratios),
-        "speedup_max": max(ratios),
-        "max_abs_reward_diff": diff,
+        "raw_s": times,
+        "speedup_median": speedup["ratio_median"],
+        "speedup_min": speedup["ratio_min"],
+        "speedup_max": speedup["ratio_max"],
+        "max_abs_reward_diff": max(diffs),
         "threads": torch.get_num_threads(),
+        "targets": [
+            harness.target(
+                f"Principle scoring K={ns.k}: shared-prefix KV reuse vs {ns.k} separate passes",
+                f"≥ {TARGET:g}×",
+                "speed-up",
+                speedup,
+                speedup["ratio_median"] >= TARGET,
+            )
+        ],
     }
-    Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.out).write_text(json.dumps(result, indent=2))
-    print(f"| K | shared prefix (s) | {ns.k} separate passes (s) | speed-up (min–max) | max |Δreward| |")
-    print("|---|---|---|---|---|")
-    print(
-        f"| {ns.k} | {med['shared_prefix']:.3f} | {med['separate']:.3f} | "
-        f"{result['speedup_median']:.2f}× ({min(ratios):.2f}–{max(ratios):.2f}) | {diff:.2e} |"
+    table = "\n".join(
+        [
+            "# Multi-principle scoring: shared-prefix KV reuse vs separate passes",
+            "",
+            f"Model `{ns.model}` on {result['machine']['device']} ({result['threads']} torch threads), one "
+            f"response (~{prefix_tokens} tokens of context + response), {ns.repeats} alternating rounds after "
+            f"a warm-up round. Target: ≥ {TARGET:g}× at K = 8.",
+            "",
+            f"| K | shared prefix (s) | {ns.k} separate passes (s) | speed-up (min–max) | max abs reward diff |",
+            "|---|---|---|---|---|",
+            f"| {ns.k} | {med['shared_prefix']:.3f} | {med['separate']:.3f} | "
+            f"{harness.fmt_ratio(speedup)} | {result['max_abs_reward_diff']:.2e} |",
+            "",
+        ]
     )
+    harness.write_outputs(result, ns.out, table)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = harness.parser(__doc__, NAME, repeats=5)
+    p.add_argument("--k", type=int, default=8)
+    return harness.run_main(p.parse_args(argv), QUICK, run)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

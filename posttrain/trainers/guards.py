@@ -56,9 +56,13 @@ def grads_finite(optimizer: torch.optim.Optimizer) -> bool:
     # FSDP2 holds DTensor gradients: check this rank's shard (the all-reduce below covers the others)
     grads = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
     device = grads[0].device if grads else torch.device("cpu")
-    bad = torch.zeros((), device=device)
-    for g in grads:
-        bad = bad + (~torch.isfinite(g)).any().float()
+    # A tensor is finite exactly when its min and max are (NaN propagates to both, ±inf shows in one).
+    # aminmax reads each gradient once; isfinite(g) writes a bool copy and any() reads it again, which
+    # took ~0.3 s per step for a 135M model on one CPU thread, several percent of a training step.
+    extremes = [v.float().to(device) for g in grads if g.numel() for v in torch.aminmax(g)]
+    bad = (
+        (~torch.isfinite(torch.stack(extremes))).any().float() if extremes else torch.zeros((), device=device)
+    )
     if dist.is_available() and dist.is_initialized():
         if dist.get_backend() == "nccl" and bad.device.type != "cuda":
             bad = bad.cuda()

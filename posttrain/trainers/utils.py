@@ -13,10 +13,37 @@ def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor, mask: torch.T
     Only masked rows of the logits are upcast and normalised, so prompt and padding positions cost no
     fp32 copy of the vocabulary dimension.
     """
-    selected = logits[mask].float()
-    logps = torch.log_softmax(selected, dim=-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
-    out = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
+    return scatter_token_logps(logits[mask], labels, mask)
+
+
+def scatter_token_logps(selected: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``gather_token_logps`` from the logits of the masked positions only: (T, V) rows in ``mask``'s
+    row-major order (what ``logits[mask]`` gives), (N, L), (N, L) → (N, L) fp32, 0 elsewhere."""
+    logps = torch.log_softmax(selected.float(), dim=-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=selected.device)
     return out.masked_scatter(mask, logps)
+
+
+def supports_logits_mask(model) -> bool:
+    """Whether ``model(..., logits_to_keep=<bool (N, L) mask>)`` projects only the masked positions onto the
+    vocabulary (transformers ≥ 5 models that slice with ``slice_logits_to_keep``), returning (T, V) logits.
+
+    ``model`` may be wrapped (DDP, DeepSpeed, PEFT); the check looks at the innermost model, whose forward
+    the wrappers pass keyword arguments through to.
+    """
+    import inspect
+    import sys
+
+    inner = model
+    while hasattr(inner, "module"):  # DDP / DeepSpeed engine
+        inner = inner.module
+    if hasattr(inner, "get_base_model"):  # PEFT
+        inner = inner.get_base_model()
+    forward = type(inner).forward
+    if "logits_to_keep" not in inspect.signature(forward).parameters:
+        return False
+    # the modeling file that defines the forward (not the class: FSDP2 subclasses it elsewhere)
+    return hasattr(sys.modules.get(getattr(forward, "__module__", ""), None), "slice_logits_to_keep")
 
 
 class MetricsMixin:
