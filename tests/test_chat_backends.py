@@ -170,19 +170,20 @@ def test_bearer_key_from_the_environment_only(monkeypatch):
 
 
 def test_at_most_concurrency_requests_in_flight():
-    with OpenAIStub(delay=0.2) as stub:
+    # long enough that requests overlap even when a loaded machine starts the client threads slowly
+    with OpenAIStub(delay=0.6) as stub:
         replies = client(stub, concurrency=3).chat([ask(str(i)) for i in range(9)])
     assert replies == [f"echo: {i}" for i in range(9)]
     assert 1 < stub.max_in_flight <= 3
 
 
 def test_timeout_triggers_a_retry(capsys):
-    with OpenAIStub(delay=lambda n: 3.0 if n == 0 else 0.0) as stub:
+    with OpenAIStub(delay=lambda n: 6.0 if n == 0 else 0.0) as stub:
         start = time.monotonic()
         assert client(stub, timeout=0.5).chat([ask("hi")]) == ["echo: hi"]
         elapsed = time.monotonic() - start
     assert len(stub.requests) == 2
-    assert elapsed < 2.5  # did not wait for the slow first answer
+    assert elapsed < 5.0  # did not wait for the slow first answer
     assert "no reply within 0.5s; retry 1/5" in capsys.readouterr().err
 
 
