@@ -205,8 +205,7 @@ def _cmd_eval_mt_bench(ns: argparse.Namespace) -> int:
         system_prompt=ns.system_prompt,
         seed=ns.seed,
     )
-    shared = {"api_key_env": ns.api_key_env, "concurrency": ns.concurrency, "timeout": ns.timeout}
-    shared |= {"max_retries": ns.max_retries, "dtype": ns.dtype, "batch_size": ns.batch_size}
+    shared = _chat_backend_options(ns)
     out = ns.out or str(Path("outputs") / "mt-bench" / (ns.model_id or model_id_for(ns.model)))
     results = evaluate_mt_bench(
         ns.model,
@@ -239,6 +238,27 @@ def _cmd_eval_mt_bench_plot(ns: argparse.Namespace) -> int:
     path = plot_radar([load_results(d) for d in ns.dirs], ns.out)
     print(f"wrote {path}")
     return 0
+
+
+def _add_chat_backend_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of posttrain.chat_backends.build_chat_backend shared by every command that chats with a model."""
+    parser.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the endpoint's API key (default OPENAI_API_KEY)",
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="HTTP requests in flight (default 8)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (default 120)")
+    parser.add_argument("--max-retries", type=int, default=5, help="HTTP retries with backoff (default 5)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="sequences per generate call (local models)"
+    )
+
+
+def _chat_backend_options(ns: argparse.Namespace) -> dict:
+    keys = ("api_key_env", "concurrency", "timeout", "max_retries", "dtype", "batch_size")
+    return {key: getattr(ns, key) for key in keys}
 
 
 def _add_mt_bench_parsers(benches) -> None:
@@ -279,16 +299,7 @@ def _add_mt_bench_parsers(benches) -> None:
     mt.add_argument("--judge-backend", choices=["hf", "vllm", "openai"], help="judge backend")
     mt.add_argument("--api-model", help="model name served at the --model URL")
     mt.add_argument("--judge-api-model", help="model name served at the --judge URL (e.g. gpt-4)")
-    mt.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        help="environment variable holding the endpoints' API key (default OPENAI_API_KEY)",
-    )
-    mt.add_argument("--concurrency", type=int, default=8, help="HTTP requests in flight (default 8)")
-    mt.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (default 120)")
-    mt.add_argument("--max-retries", type=int, default=5, help="HTTP retries with backoff (default 5)")
-    mt.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    mt.add_argument("--batch-size", type=int, default=8, help="sequences per generate call (local models)")
+    _add_chat_backend_args(mt)
     mt.add_argument("--compare", nargs="+", metavar="DIR", help="other result folders to draw on the radar")
     mt.set_defaults(func=_cmd_eval_mt_bench)
 
@@ -316,9 +327,7 @@ def _cmd_principles_extract(ns: argparse.Namespace) -> int:
         similarity_threshold=ns.similarity_threshold,
         keep_single_annotator=ns.keep_single_annotator,
     )
-    options = {"backend": ns.backend, "api_model": ns.api_model, "api_key_env": ns.api_key_env}
-    options |= {"concurrency": ns.concurrency, "timeout": ns.timeout, "max_retries": ns.max_retries}
-    options |= {"dtype": ns.dtype, "batch_size": ns.batch_size}
+    options = {"backend": ns.backend, "api_model": ns.api_model, **_chat_backend_options(ns)}
     counts = extract_principles(
         ns.data,
         ns.model,
@@ -384,16 +393,7 @@ def _add_principles_parsers(sub) -> None:
     )
     ex.add_argument("--backend", choices=["hf", "vllm", "openai"], help="default: from --model")
     ex.add_argument("--api-model", help="model name served at the --model URL")
-    ex.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        help="environment variable holding the endpoint's API key (default OPENAI_API_KEY)",
-    )
-    ex.add_argument("--concurrency", type=int, default=8, help="HTTP requests in flight (default 8)")
-    ex.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (default 120)")
-    ex.add_argument("--max-retries", type=int, default=5, help="HTTP retries with backoff (default 5)")
-    ex.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    ex.add_argument("--batch-size", type=int, default=8, help="sequences per generate call (local models)")
+    _add_chat_backend_args(ex)
     ex.set_defaults(func=_cmd_principles_extract)
 
 

@@ -1,13 +1,16 @@
-"""JSON Lines for runs that can be killed: records appended (and flushed) as they finish, and read back
-with the torn last line of a killed write ignored. The evaluators and the principle extraction resume
-from these files."""
+"""Runs that can be killed and rerun: JSON Lines records appended (and flushed) as they finish and read
+back with the torn last line of a killed write ignored, and the output folder's ``run.json`` that a rerun
+must match. The evaluators and the principle extraction resume this way."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from posttrain.errors import UserError
+
+RUN_FILE = "run.json"
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -50,3 +53,38 @@ class JsonlAppender:
 
     def close(self) -> None:
         self.fh.close()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: a kill leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def start_run(out: Path, run: dict, *, overwrite: bool, outputs: Iterable[Path], what: str = "a run") -> None:
+    """Open the output folder ``out`` for ``run`` (what was asked: model, settings, ...), recorded in
+    ``run.json``. A folder holding another run is refused (naming the fields that differ) unless
+    ``overwrite``, which deletes ``outputs`` first; ``what`` names the previous run in that message."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    previous = out / RUN_FILE
+    if previous.is_file() and not overwrite:
+        try:
+            before = json.loads(previous.read_text())
+        except json.JSONDecodeError:
+            before = {}
+        if before != run:
+            changed = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
+            raise UserError(
+                f"--out {out}: holds {what} with other settings ({', '.join(changed)}); use another --out, "
+                "or --overwrite to start over"
+            )
+    if overwrite:
+        for path in outputs:
+            path.unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    write_atomic(previous, json.dumps(run, indent=2) + "\n")

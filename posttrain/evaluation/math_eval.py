@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.evaluation.results import RESULTS_FILE, read_results
 from posttrain.evaluation.tables import aligned_table
 from posttrain.generation import build_generator, default_backend, render_prompts
 from posttrain.rewards.math import DRPO_SUFFIX, is_correct
 
-RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.jsonl"
 PLOT_FILE = "math_eval.png"
 
@@ -233,16 +233,8 @@ def evaluate_math(
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """``results.json`` of a result folder (or the file itself)."""
+    results = read_results(path, command="math", key="benchmarks", kind="a math evaluation result")
     p = Path(path)
-    file = p / RESULTS_FILE if p.is_dir() else p
-    if not file.is_file():
-        raise UserError(f"{path}: no {RESULTS_FILE} (a folder written by `posttrain eval math --out`)")
-    try:
-        results = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{file}: invalid JSON ({exc.msg})") from None
-    if not isinstance(results, dict) or "benchmarks" not in results:
-        raise UserError(f"{file}: not a math evaluation result (no 'benchmarks')")
     results.setdefault("label", p.name if p.is_dir() else p.parent.name)
     return results
 

@@ -56,8 +56,9 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import IncompleteRun, UserError
+from posttrain.evaluation.results import RESULTS_FILE, read_results
 from posttrain.evaluation.tables import aligned_table
-from posttrain.jsonl import JsonlAppender, read_jsonl
+from posttrain.jsonl import RUN_FILE, JsonlAppender, read_jsonl, start_run, write_atomic
 from posttrain.paths import PROJECT_ROOT
 
 DATA_ENV = "POSTTRAIN_MT_BENCH_DATA"
@@ -65,7 +66,7 @@ QUESTION_FILE = "question.jsonl"
 JUDGE_PROMPTS_FILE = "judge_prompts.jsonl"
 REFERENCE_FILE = "reference_answer/gpt-4.jsonl"
 ANSWER_DIR, JUDGMENT_DIR = "model_answer", "model_judgment"
-RESULTS_FILE, RUN_FILE, PLOT_FILE = "results.json", "run.json", "mt_bench.png"
+PLOT_FILE = "mt_bench.png"
 MODES = ("single", "pairwise")
 
 # FastChat's gen_model_answer.py; a category not listed gets DEFAULT_TEMPERATURE, as there
@@ -244,15 +245,18 @@ def judge_prompt_name(question: dict, turn: int, mode: str = "single") -> str:
     return JUDGE_PROMPTS[(mode, _needs_reference(question), turn)]
 
 
+def _reference_fields(reference: Sequence[str] | None, turn: int) -> dict[str, str]:
+    """The reference answer's template fields: turn 1's, plus turn 2's for a multi-turn prompt."""
+    if reference is None:
+        return {}
+    return {"ref_answer_1": reference[0], **({"ref_answer_2": reference[1]} if turn == 2 else {})}
+
+
 def render_single(
     template: dict, question: dict, answer: Sequence[str], turn: int, reference: Sequence[str] | None
 ) -> str:
     """The judge's user prompt for one answer's turn ``turn``, as FastChat's ``run_judge_single`` builds it."""
-    kwargs = {}
-    if reference is not None:
-        kwargs["ref_answer_1"] = reference[0]
-        if turn == 2:
-            kwargs["ref_answer_2"] = reference[1]
+    kwargs = _reference_fields(reference, turn)
     if turn == 2:
         return template["prompt_template"].format(
             question_1=question["turns"][0],
@@ -273,11 +277,7 @@ def render_pair(
     reference: Sequence[str] | None,
 ) -> str:
     """The judge's user prompt comparing answers A and B, as FastChat's ``run_judge_pair`` builds it."""
-    kwargs = {}
-    if reference is not None:
-        kwargs["ref_answer_1"] = reference[0]
-        if turn == 2:
-            kwargs["ref_answer_2"] = reference[1]
+    kwargs = _reference_fields(reference, turn)
     if turn == 2:
         return template["prompt_template"].format(
             question_1=question["turns"][0],
@@ -618,31 +618,6 @@ def load_baseline(path: str | os.PathLike) -> tuple[str, dict[int, list[str]]]:
     return model_id, {r["question_id"]: _answer_turns(r, p) for r in records}
 
 
-def _start_run(out: Path, run: dict, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    previous = out / RUN_FILE
-    if previous.is_file() and not overwrite:
-        before = json.loads(previous.read_text())
-        if before != run:
-            changed = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
-            raise UserError(
-                f"--out {out}: holds a run with other settings ({', '.join(changed)}); use another --out, "
-                "or --overwrite to start over"
-            )
-    if overwrite and out.is_dir():
-        for sub in (ANSWER_DIR, JUDGMENT_DIR):
-            for f in (out / sub).glob("*.jsonl"):
-                f.unlink()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
-    tmp = out / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(run, indent=2) + "\n")
-    tmp.replace(previous)
-
-
 def evaluate_mt_bench(
     model: str,
     judge: str,
@@ -694,7 +669,8 @@ def evaluate_mt_bench(
         "settings": asdict(settings),
         "data": bench.source,
     }
-    _start_run(out, run, overwrite)
+    stale = [f for sub in (ANSWER_DIR, JUDGMENT_DIR) for f in (out / sub).glob("*.jsonl")]
+    start_run(out, run, overwrite=overwrite, outputs=stale)
     answer_file = out / ANSWER_DIR / f"{model_id}.jsonl"
     judgment_file = (
         out / JUDGMENT_DIR / f"{judge_id}_{'single' if settings.mode == 'single' else 'pair'}.jsonl"
@@ -728,9 +704,7 @@ def evaluate_mt_bench(
         judgments, categories, model_id
     )
     results = {**run, "label": model_id, **summary, "failed_requests": failed}
-    tmp = out / (RESULTS_FILE + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(out / RESULTS_FILE)
+    write_atomic(out / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
     plot_radar([results, *others], out / PLOT_FILE)
     return results
 
@@ -742,9 +716,7 @@ def _sort_answers(path: Path) -> None:
     by_id: dict[int, dict] = {}
     for r in read_jsonl(path):
         by_id.setdefault(r["question_id"], r)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(by_id[k], ensure_ascii=False) + "\n" for k in sorted(by_id)))
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(by_id[k], ensure_ascii=False) + "\n" for k in sorted(by_id)))
 
 
 # ------------------------------------------------------------------------------------------ reporting
@@ -752,17 +724,7 @@ def _sort_answers(path: Path) -> None:
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """``results.json`` of a result folder (or the file itself)."""
-    p = Path(path)
-    file = p / RESULTS_FILE if p.is_dir() else p
-    if not file.is_file():
-        raise UserError(f"{path}: no {RESULTS_FILE} (a folder written by `posttrain eval mt-bench --out`)")
-    try:
-        results = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{file}: invalid JSON ({exc.msg})") from None
-    if not isinstance(results, dict) or "categories" not in results:
-        raise UserError(f"{file}: not an MT-Bench result (no 'categories')")
-    return results
+    return read_results(path, command="mt-bench", key="categories", kind="an MT-Bench result")
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

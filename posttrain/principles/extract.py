@@ -74,9 +74,9 @@ from rapidfuzz import fuzz
 from posttrain.errors import UserError
 from posttrain.evaluation.mt_bench import model_id_for
 from posttrain.evaluation.tables import aligned_table
-from posttrain.jsonl import JsonlAppender, read_jsonl
+from posttrain.jsonl import RUN_FILE, JsonlAppender, read_jsonl, start_run, write_atomic
 
-RUN_FILE, EXTRACTIONS_FILE, ITEMS_FILE = "run.json", "extractions.jsonl", "items.jsonl"
+EXTRACTIONS_FILE, ITEMS_FILE = "extractions.jsonl", "items.jsonl"
 PRINCIPLES_FILE, COUNTS_FILE = "principles.jsonl", "counts.json"
 OUTPUT_FILES = (RUN_FILE, EXTRACTIONS_FILE, ITEMS_FILE, PRINCIPLES_FILE, COUNTS_FILE)
 FULFILMENTS = {"yes": "Yes", "no": "No", "partially": "Partially"}
@@ -426,37 +426,6 @@ def feedback_sha(feedback: str) -> str:
 # ------------------------------------------------------------------------------------------- pipeline
 
 
-def _start_run(out: Path, run: dict, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    previous = out / RUN_FILE
-    if previous.is_file() and not overwrite:
-        try:
-            before = json.loads(previous.read_text())
-        except json.JSONDecodeError:
-            before = {}
-        if before != run:
-            changed = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
-            raise UserError(
-                f"--out {out}: holds extractions made with other settings ({', '.join(changed)}); "
-                "use another --out, or --overwrite to start over"
-            )
-    if overwrite:
-        for name in OUTPUT_FILES:
-            (out / name).unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
-    _write_atomic(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _previous_extractions(path: Path, records: Sequence[FeedbackRecord]) -> dict[tuple[int, int], str]:
     """(record, annotator) -> output, for lines whose feedback hash matches the current data."""
     if not path.is_file():
@@ -590,7 +559,9 @@ def extract_principles(
         "max_new_tokens": settings.max_new_tokens,
     }
     out = Path(out_dir)
-    _start_run(out, run, overwrite)
+    start_run(
+        out, run, overwrite=overwrite, outputs=[out / name for name in OUTPUT_FILES], what="extractions made"
+    )
 
     counts = Counter({key: 0 for key in COUNT_KEYS})
     counts["records"] = len(records)
@@ -675,11 +646,11 @@ def extract_principles(
             principle_lines.append({**line, **({"id": rec.id} if rec.id is not None else {})})
     result = {key: counts[key] for key in COUNT_KEYS}
     check_counts(result)
-    _write_atomic(
+    write_atomic(
         out / PRINCIPLES_FILE, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in principle_lines)
     )
-    _write_atomic(out / ITEMS_FILE, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in item_lines))
-    _write_atomic(out / COUNTS_FILE, json.dumps(result, indent=2) + "\n")
+    write_atomic(out / ITEMS_FILE, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in item_lines))
+    write_atomic(out / COUNTS_FILE, json.dumps(result, indent=2) + "\n")
     return result
 
 
