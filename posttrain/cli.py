@@ -59,9 +59,12 @@ def _cmd_recipes(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _load_rm(ns: argparse.Namespace):
+def _load_rm(ns: argparse.Namespace, model: str | None = None):
+    """The RM of ``--model`` (or ``model``, e.g. a baseline: then its form is read from its folder)."""
     from posttrain.rewards.principle import PrincipleRewardModel
 
+    if model is not None:
+        return PrincipleRewardModel.from_pretrained(model, dtype=ns.dtype)
     return PrincipleRewardModel.from_pretrained(ns.model, form=ns.form, dtype=ns.dtype)
 
 
@@ -123,17 +126,25 @@ def _cmd_eval_rm_bench(ns: argparse.Namespace) -> int:
 
 def _cmd_eval_principles(ns: argparse.Namespace) -> int:
     from posttrain.data.sources import read_local
-    from posttrain.evaluation.principles import evaluate_principles, write_results
+    from posttrain.evaluation.principles import compare, evaluate_principles, format_table, write_results
 
     records = read_local(ns.data)
     if ns.limit:
         records = records[: ns.limit]
     result = evaluate_principles(_load_rm(ns), records, source=ns.data)
     result["model"] = ns.model
-    for key, value in result.items():
-        print(f"{key:18} {value:.4f}" if isinstance(value, float) else f"{key:18} {value}")
+    summaries = {"model": result}
+    if ns.baseline:
+        base = evaluate_principles(_load_rm(ns, ns.baseline), records, source=ns.data)
+        base["model"] = ns.baseline
+        summaries["baseline"] = base
+        result["vs_baseline"] = {"baseline": ns.baseline, **compare(result["scored"], base["scored"])}
+    print(f"model: {ns.model}" + (f"\nbaseline: {ns.baseline}" if ns.baseline else ""))
+    print(format_table(summaries, {"model − baseline": result["vs_baseline"]} if ns.baseline else None))
     if ns.out:
         print(f"written {write_results(result, ns.out)}")
+        if ns.baseline:
+            print(f"written {write_results(summaries['baseline'], Path(ns.out) / 'baseline')}")
     return 0
 
 
@@ -490,7 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rm_args(principles)
     principles.add_argument("--data", required=True, help="principle records (JSONL)")
     principles.add_argument("--limit", type=int)
-    principles.add_argument("--out", help="directory for principle_eval.json")
+    principles.add_argument(
+        "--baseline",
+        help="a second RM (e.g. the Bradley–Terry baseline) scored on the same records: both are reported "
+        "with the paired difference in pairwise accuracy and its bootstrap 95%% interval",
+    )
+    principles.add_argument(
+        "--out", help="directory for principle_eval.json and principle_scores.jsonl (baseline: OUT/baseline)"
+    )
     principles.set_defaults(func=_cmd_eval_principles)
     _add_math_parsers(benches)
     _add_mt_bench_parsers(benches)

@@ -12,6 +12,7 @@ from conftest import ROOT
 
 from posttrain.data.principle import DEFAULT_TEMPLATE, adapt_principles, build_rm_messages
 from posttrain.errors import UserError
+from posttrain.evaluation.principles import pair_outcomes
 from posttrain.rewards.principle import PrincipleReward, PrincipleRewardModel, yes_no_token_ids
 
 LIMIT = "The response is at most 10 words long."
@@ -244,6 +245,66 @@ def test_rm_bench_end_to_end_with_a_trained_tiny_rm(trained_rms, tmp_path):
     expect = rm.score_batch([("Question 0?", r) for r in rows[0]["chosen"]], [LIMIT])
     assert scores[0]["score_chosen"] == pytest.approx([e[0] for e in expect], abs=1e-4)
     assert set(results["domains"]) == {"chat", "code", "safety"}
+
+
+@pytest.mark.integration
+def test_eval_principles_cli_with_a_baseline(trained_rms, tmp_path, capsys):
+    from posttrain.cli import main
+
+    # 6 contexts of 4 responses each (word counts 3..27: mixed Yes/No under LIMIT within most contexts)
+    records = []
+    for i, r in enumerate(_records(24)):
+        context = [{"role": "user", "content": f"Tell me something about topic {i // 4}."}]
+        records.append(r | {"context": context, "family": "short" if i // 4 % 2 else "other"})
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "eval"
+    model, baseline = str(trained_rms["yes_no"]), str(trained_rms["scalar_head"])
+    code = main(
+        [
+            "eval",
+            "principles",
+            "--model",
+            model,
+            "--data",
+            str(data),
+            "--baseline",
+            baseline,
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert (
+        "model pairwise" in stdout and "baseline pairwise" in stdout and "pairwise model − baseline" in stdout
+    )
+    summary = json.loads((out / "principle_eval.json").read_text())
+    scored = [json.loads(line) for line in (out / "principle_scores.jsonl").read_text().splitlines()]
+    base = [
+        json.loads(line) for line in (out / "baseline" / "principle_scores.jsonl").read_text().splitlines()
+    ]
+    # the files hold the rewards the Python API gives, and the summary follows from them
+    rm = PrincipleRewardModel.from_pretrained(model)
+    assert [s["reward"] for s in scored[:4]] == pytest.approx(
+        [r[0] for r in rm.score_batch([(r["context"], r["response"]) for r in records[:4]], [LIMIT])],
+        abs=1e-4,
+    )
+    wins = pairs = 0
+    for start in range(0, 24, 4):
+        group = scored[start : start + 4]
+        for yes in (g["reward"] for g in group if g["label"] == 1):
+            for no in (g["reward"] for g in group if g["label"] == 0):
+                pairs, wins = pairs + 1, wins + (yes > no)
+    assert pairs > 0 and summary["pairs"] == pairs
+    assert summary["pairwise_accuracy"] == pytest.approx(wins / pairs)
+    assert summary["binary_accuracy"] == pytest.approx(
+        sum((s["reward"] > 0) == bool(s["label"]) for s in scored) / len(scored)
+    )
+    assert set(summary["binary_accuracy_by_family"]) == {"short", "other"}
+    base_wins = sum(p["win"] for p in pair_outcomes(base))
+    assert summary["vs_baseline"]["pairwise_difference"] == pytest.approx((wins - base_wins) / pairs)
+    assert summary["vs_baseline"]["baseline"] == baseline and len(base) == len(scored)
 
 
 @pytest.mark.integration

@@ -17,12 +17,15 @@ def run_after_training(section, out_dir: Path) -> dict[str, Any]:
         rm = PrincipleRewardModel.from_pretrained(str(out_dir))
     if section.principles is not None:
         from posttrain.data.sources import read_local
-        from posttrain.evaluation.principles import evaluate_principles, write_results
+        from posttrain.evaluation.principles import evaluate_principles, format_principles, write_results
 
         records = read_local(section.principles.data)[: section.principles.limit]
-        results["principles"] = evaluate_principles(rm, records, source=section.principles.data)
-        write_results(results["principles"], out_dir / "eval")
-        print(f"[posttrain] held-out principle accuracy: {results['principles']}", flush=True)
+        evaluated = evaluate_principles(rm, records, source=section.principles.data)
+        write_results(evaluated, out_dir / "eval")
+        results["principles"] = {k: v for k, v in evaluated.items() if k != "scored"}
+        print(
+            f"[posttrain] held-out principle accuracy: {format_principles(results['principles'])}", flush=True
+        )
     if section.rm_bench is not None:
         from posttrain.evaluation.rm_bench import evaluate_rm_bench, format_table
 
