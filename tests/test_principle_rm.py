@@ -348,6 +348,59 @@ def test_lora_principle_rm_trains_only_the_adapter(tiny_model_dir, tiny_tokenize
     assert any("lora_B" in n for n in changed)
 
 
+def test_context_grouped_sampler_keeps_contexts_together():
+    from posttrain.data.principle import ContextGroupedSampler
+
+    ids = [i % 7 for i in range(40)]  # 7 contexts, records interleaved
+    sampler = ContextGroupedSampler(ids, seed=5)
+    orders = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert sorted(order) == list(range(40)) and len(sampler) == 40
+        runs = [ids[i] for i in order]
+        contexts = [c for k, c in enumerate(runs) if k == 0 or runs[k - 1] != c]
+        assert sorted(contexts) == list(range(7))  # each context appears as one consecutive run
+        orders.append(contexts)
+    assert orders[0] != orders[1] or orders[1] != orders[2]  # reshuffled per epoch
+    sampler.set_epoch(0)
+    assert [ids[i] for i in sampler][:1] == orders[0][:1]  # same seed and epoch: same order
+
+
+def test_batch_by_context_feeds_a_context_per_batch(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.data.principle import ContextGroupedSampler, tokenize_principles
+    from posttrain.trainers.principle_rm_config import PrincipleRMConfig
+    from posttrain.trainers.principle_rm_trainer import PrincipleRMTrainer
+
+    rows = []
+    for i, r in enumerate(_records(12)):  # 3 contexts of 4 records, interleaved in the file
+        rows.append(r | {"context": [{"role": "user", "content": f"Context {i % 3}."}]})
+    records, _ = adapt_principles(rows, "p")
+    dataset = tokenize_principles(records, tiny_tokenizer, max_length=256)
+    assert [d["context_id"] for d in dataset] == [0, 1, 2] * 4
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    common = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to="none", use_cpu=True)
+    trainer = PrincipleRMTrainer(
+        model,
+        PrincipleRMConfig(**common, batch_by_context=True),
+        train_dataset=dataset,
+        processing_class=tiny_tokenizer,
+    )
+    assert isinstance(trainer._get_train_sampler(), ContextGroupedSampler)
+    for batch in trainer.get_train_dataloader():
+        # one context per batch: every row starts with the same rendered context
+        first = [
+            row[row != tiny_tokenizer.pad_token_id][:10].tolist() for row in batch["input_ids"]
+        ]  # through "Context N."
+        assert all(f == first[0] for f in first)
+    plain = PrincipleRMTrainer(
+        model, PrincipleRMConfig(**common), train_dataset=dataset, processing_class=tiny_tokenizer
+    )
+    assert not isinstance(plain._get_train_sampler(), ContextGroupedSampler)
+
+
 @pytest.mark.integration
 def test_principle_rm_is_a_recipe_reward(trained_rms):
     """`drpo.rewards: [principle_rm=PATH]` plugs the RM into GRPO/DRPO."""

@@ -15,6 +15,7 @@ the chat template and its generation prompt (see :func:`build_rm_messages`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,7 @@ def tokenize_principles(
     """Render and tokenize; records longer than ``max_length`` are dropped (truncating would cut the
     question or the response, the two parts the label is about)."""
     out = []
+    contexts: dict[str, int] = {}  # context → id, for batching a context's records together
     for rec in records:
         messages = build_rm_messages(rec["context"], rec["response"], rec["principle"], template)
         ids = rm_input_ids(tokenizer, messages)
@@ -111,10 +113,41 @@ def tokenize_principles(
             if report is not None:
                 report.drop("over max_length")
             continue
-        out.append({"input_ids": list(ids), "label": rec["label"]})
+        out.append(
+            {
+                "input_ids": list(ids),
+                "label": rec["label"],
+                "context_id": contexts.setdefault(json.dumps(rec["context"], sort_keys=True), len(contexts)),
+            }
+        )
     if report is not None:
         report.kept = len(out)
     return out
+
+
+class ContextGroupedSampler(torch.utils.data.Sampler):
+    """Contexts in a random order (reshuffled each epoch), the records of one context consecutive, so that
+    a batch holds the same responses under different principles. Within such a batch the features of the
+    response alone cannot lower the loss (the labels differ only with the principle), so the gradient is
+    about reading the principle, the part a principle RM exists for."""
+
+    def __init__(self, context_ids: list[int], seed: int):
+        self.groups: dict[int, list[int]] = {}
+        for index, context in enumerate(context_ids):
+            self.groups.setdefault(context, []).append(index)
+        self.seed, self.epoch, self._len = seed, 0, len(context_ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        keys = list(self.groups)
+        for k in torch.randperm(len(keys), generator=generator).tolist():
+            yield from self.groups[keys[k]]
 
 
 @dataclass

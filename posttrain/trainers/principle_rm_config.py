@@ -37,6 +37,14 @@ class PrincipleRMConfig(TrainingArguments, GuardArguments):
     max_length: int = field(
         default=2048, metadata={"help": "Records whose rendered RM input is longer are dropped (counted)."}
     )
+    batch_by_context: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the records of one context (same responses, different principles) in the same "
+            "batch, contexts shuffled each epoch, instead of shuffling records. Not in the paper; helps a "
+            "small RM learn to read the principle when a context is labelled under several principles."
+        },
+    )
     max_prompt_length: int = field(
         default=1024,
         metadata={"help": "Bradley–Terry pairs only: prompts are left-truncated to this length."},

@@ -13,7 +13,7 @@ The Bradley–Terry baseline (``form: bradley_terry``) is TRL's ``RewardTrainer`
 subclassed only to save the RM's form beside the weights.
 
 This trainer subclasses ``transformers.Trainer`` and overrides ``compute_loss``, ``prediction_step``,
-``log`` and ``_save``. Batches are left-padded so the position every form reads is the last one, and the
+``log``, ``_save`` and (for ``batch_by_context``) ``_get_train_sampler``. Batches are left-padded so the position every form reads is the last one, and the
 causal LM projects only that position onto the vocabulary (``logits_to_keep=1``).
 
 Deviations from the paper and why:
@@ -117,6 +117,15 @@ class PrincipleRMTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, Met
         )
         self.model_accepts_loss_kwargs = False
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.batch_by_context and dataset is not None:
+            from posttrain.data.principle import ContextGroupedSampler
+
+            ids = [row["context_id"] for row in dataset]
+            return ContextGroupedSampler(ids, seed=self.args.data_seed or self.args.seed)
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, metrics = RM_STEPS[self.args.form](self, model, inputs)
