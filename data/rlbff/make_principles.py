@@ -63,11 +63,13 @@ GSM8K_SEED = 33
 # Groups (contexts) per family and split. Arithmetic problems feed two families (final_answer, answer_first).
 N_GROUPS = {
     "train": {"arith": 28, "word_limit": 36, "bullet_list": 36, "no_repetition": 36, "no_apology": 36},
-    "test": {"arith": 9, "word_limit": 11, "bullet_list": 11, "no_repetition": 11, "no_apology": 11},
+    "test": {"arith": 24, "word_limit": 30, "bullet_list": 30, "no_repetition": 30, "no_apology": 30},
 }
 P_SECONDARY = 0.15  # chance that a topic group's responses are also labelled under another family's principle
 # Share of each family's groups (contexts) that also get a contrarian principle (see CONTRARIAN_CHECKS).
-CONTRARIAN_SHARE = 0.4
+# Train: every group that has both labels under its contrarian principle, so that no response predicts its
+# label without the principle. Test: a mix in which the generic preference is right on most pairs.
+CONTRARIAN_SHARE = {"train": 1.0, "test": 0.4}
 
 FAMILIES = (
     "final_answer",
@@ -1429,7 +1431,7 @@ def contrarian_groups(rng: random.Random, split: str, candidates: list[dict]) ->
         eligible = [
             i for i, (_, labels) in enumerate(labelled) if {"Yes", "No"} <= {label for _, label in labels}
         ]
-        k = min(round(CONTRARIAN_SHARE * len(labelled)), len(eligible))
+        k = min(round(CONTRARIAN_SHARE[split] * len(labelled)), len(eligible))
         for j, i in enumerate(sorted(rng.sample(eligible, k))):
             params, labels = labelled[i]
             extra = {"lang": LANGUAGE_NAMES[params["lang"]]} if family == "language" else {}
@@ -1468,12 +1470,16 @@ def build_builtin(split: str) -> list[dict]:
 
 def make_pairs(records: Sequence[dict], max_per_context: int | None = 1) -> list[dict]:
     """Pairs {"prompt": context, "chosen": Yes response, "rejected": No response} within each
-    (context, principle) group. The principle is dropped. A pair whose reverse also occurs for the same
+    (context, principle) group. The principle is dropped. Contrarian records are left out: their principle is
+    by design not what a judge of "which response is better" prefers, so they are not preferences (keeping
+    them would only make every pair of their context conflict and drop it). A pair whose reverse also occurs for the same
     context (possible when one context is labelled under two principles) is dropped in both directions;
     duplicates are removed; at most ``max_per_context`` pairs are kept per context (first found)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     contexts: dict[str, object] = {}
     for r in records:
+        if r["family"] in CONTRARIAN_FAMILIES:
+            continue
         key = context_key(r["context"])
         contexts.setdefault(key, r["context"])
         groups.setdefault((key, r["principle"]), []).append(r)
@@ -1592,7 +1598,10 @@ def validate_builtin(splits: dict[str, list[dict]]) -> None:
         assert 0.02 <= partial <= 0.08, (split, partial)
         contexts = {context_key(r["context"]) for r in records}
         contrarian = {context_key(r["context"]) for r in records if r["family"] in CONTRARIAN_FAMILIES}
-        assert 0.35 <= len(contrarian) / len(contexts) <= 0.45, (split, len(contrarian), len(contexts))
+        # Train: all eligible groups (a contrarian principle needs both labels; most non-English language
+        # requests have none), test: CONTRARIAN_SHARE of each family.
+        lo, hi = (0.75, 1.0) if CONTRARIAN_SHARE[split] == 1.0 else (0.35, 0.45)
+        assert lo <= len(contrarian) / len(contexts) <= hi, (split, len(contrarian), len(contexts))
     train = {user_text(r["context"]) for r in splits["train"]}
     test = {user_text(r["context"]) for r in splits["test"]}
     assert not train & test, sorted(train & test)[:5]
