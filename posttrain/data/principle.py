@@ -94,6 +94,11 @@ def adapt_principles(
     return out, report
 
 
+def context_key(context) -> str:
+    """A hashable key that is equal for equal contexts (message lists or prompts)."""
+    return json.dumps(context, sort_keys=True)
+
+
 def tokenize_principles(
     records: list[dict[str, Any]],
     tokenizer,
@@ -117,7 +122,7 @@ def tokenize_principles(
             {
                 "input_ids": list(ids),
                 "label": rec["label"],
-                "context_id": contexts.setdefault(json.dumps(rec["context"], sort_keys=True), len(contexts)),
+                "context_id": contexts.setdefault(context_key(rec["context"]), len(contexts)),
             }
         )
     if report is not None:

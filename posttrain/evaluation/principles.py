@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from posttrain.data.principle import adapt_principles
+from posttrain.data.principle import adapt_principles, context_key
 from posttrain.evaluation.tables import aligned_table
 
 N_BOOTSTRAP = 2000
@@ -48,16 +48,12 @@ def score_records(rm, records: list[dict[str, Any]], *, source: str = "records",
     return items
 
 
-def _context_key(item: dict) -> str:
-    return json.dumps(item["context"], sort_keys=True)
-
-
 def pair_outcomes(scored: list[dict]) -> list[dict]:
     """Every (Yes, No) pair of records sharing a context and principle: {"context", "family", "win"}, where
     win means the Yes response scored strictly higher (a tie is a loss, as in RM-Bench)."""
     groups: dict[tuple[str, str], dict[int, list[dict]]] = defaultdict(lambda: {0: [], 1: []})
     for item in scored:
-        groups[(_context_key(item), item["principle"])][item["label"]].append(item)
+        groups[(context_key(item["context"]), item["principle"])][item["label"]].append(item)
     out = []
     for (context, _), group in groups.items():
         for yes in group[1]:
@@ -101,41 +97,42 @@ def _interval(replicates: np.ndarray) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def _accuracy(outcomes: list[tuple[str, bool]]) -> dict[str, Any]:
+def _accuracy(outcomes: list[tuple[str, bool]]) -> tuple[float, list[float]]:
+    """(accuracy, 95% interval) of (context, correct) outcomes."""
     if not outcomes:
-        return {"accuracy": float("nan"), "n": 0, "ci95": [float("nan"), float("nan")]}
-    counts = _by_context(outcomes)
+        return float("nan"), [float("nan"), float("nan")]
     accuracy = sum(ok for _, ok in outcomes) / len(outcomes)
-    return {"accuracy": accuracy, "n": len(outcomes), "ci95": _interval(cluster_bootstrap(counts))}
+    return accuracy, _interval(cluster_bootstrap(_by_context(outcomes)))
+
+
+def _by_family(outcomes: list[tuple[str | None, bool]]) -> dict[str, float]:
+    """family → accuracy of (family, correct) outcomes; records without a family are left out."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for family, ok in outcomes:
+        if family:
+            groups[family].append(ok)
+    return {f: sum(v) / len(v) for f, v in sorted(groups.items())}
 
 
 def summarize(scored: list[dict], form: str) -> dict[str, Any]:
     """Accuracies, their intervals and per-family breakdowns of scored records."""
     pairs = pair_outcomes(scored)
-    pairwise = _accuracy([(p["context"], p["win"]) for p in pairs])
+    accuracy, interval = _accuracy([(p["context"], p["win"]) for p in pairs])
     result: dict[str, Any] = {
         "records": len(scored),
         "pairs": len(pairs),
-        "pairwise_accuracy": pairwise["accuracy"],
-        "pairwise_ci95": pairwise["ci95"],
+        "pairwise_accuracy": accuracy,
+        "pairwise_ci95": interval,
         "form": form,
     }
-    families = sorted({p["family"] for p in pairs if p["family"]})
-    if families:
-        result["pairwise_accuracy_by_family"] = {
-            f: sum(p["win"] for p in pairs if p["family"] == f) / sum(p["family"] == f for p in pairs)
-            for f in families
-        }
+    if by_family := _by_family([(p["family"], p["win"]) for p in pairs]):
+        result["pairwise_accuracy_by_family"] = by_family
     if form != "bradley_terry":
-        binary = _accuracy([(_context_key(it), (it["reward"] > 0) == bool(it["label"])) for it in scored])
-        result["binary_accuracy"] = binary["accuracy"]
-        result["binary_ci95"] = binary["ci95"]
-        by_family: dict[str, list[bool]] = defaultdict(list)
-        for it in scored:
-            if it.get("family"):
-                by_family[it["family"]].append((it["reward"] > 0) == bool(it["label"]))
-        if by_family:
-            result["binary_accuracy_by_family"] = {f: sum(v) / len(v) for f, v in sorted(by_family.items())}
+        correct = [(it, (it["reward"] > 0) == bool(it["label"])) for it in scored]
+        accuracy, interval = _accuracy([(context_key(it["context"]), ok) for it, ok in correct])
+        result["binary_accuracy"], result["binary_ci95"] = accuracy, interval
+        if by_family := _by_family([(it.get("family"), ok) for it, ok in correct]):
+            result["binary_accuracy_by_family"] = by_family
     return result
 
 
@@ -146,8 +143,6 @@ def compare(scored: list[dict], baseline: list[dict]) -> dict[str, Any]:
     a, b = pair_outcomes(scored), pair_outcomes(baseline)
     if [p["context"] for p in a] != [p["context"] for p in b]:
         raise ValueError("compare: the two score lists are not of the same records")
-    counts_a = _by_context([(p["context"], p["win"]) for p in a])
-    counts_b = _by_context([(p["context"], p["win"]) for p in b])
     if not a:
         nan = float("nan")
         return {
@@ -157,6 +152,8 @@ def compare(scored: list[dict], baseline: list[dict]) -> dict[str, Any]:
             "pairs": 0,
             "contexts": 0,
         }
+    counts_a = _by_context([(p["context"], p["win"]) for p in a])
+    counts_b = _by_context([(p["context"], p["win"]) for p in b])
     diff = (sum(p["win"] for p in a) - sum(p["win"] for p in b)) / len(a)
     replicates = cluster_bootstrap(counts_a, counts_b)
     return {
@@ -178,10 +175,8 @@ def format_table(summaries: dict[str, dict], comparisons: dict[str, dict] | None
     header = ["family"]
     for name, s in summaries.items():
         header += [f"{name} pairwise"] + ([f"{name} binary"] if "binary_accuracy" in s else [])
-    families = sorted({f for s in summaries.values() for f in s.get("pairwise_accuracy_by_family", {})})
-    families += sorted(
-        {f for s in summaries.values() for f in s.get("binary_accuracy_by_family", {})} - set(families)
-    )
+    keys = ("pairwise_accuracy_by_family", "binary_accuracy_by_family")
+    families = sorted({f for s in summaries.values() for key in keys for f in s.get(key, {})})
     rows = []
     for family in families:
         row = [family]
