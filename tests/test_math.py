@@ -36,10 +36,13 @@ from posttrain.rewards.math import (
     DRPO_SUFFIX,
     completion_text,
     extract_gsm8k_answer,
+    final_answer,
     is_correct,
     last_boxed,
     math_correctness,
+    math_correctness_lenient,
 )
+from posttrain.rewards.registry import resolve_reward
 
 DRPO_DATA = ROOT / "data" / "drpo"
 GSM8K = SHARED / "datasets" / "gsm8k"
@@ -74,40 +77,88 @@ def run_cli(args, capsys) -> tuple[int, str, str]:
 # ------------------------------------------------------------------------------------------ correctness
 
 
-@pytest.mark.parametrize(
-    ("completion", "gold", "expected"),
-    [
-        ("12 + 7 = 19. So the answer is \\boxed{19}.", "19", True),
-        ("\\boxed{20}", "19", False),
-        ("First \\boxed{3}, no wait, \\boxed{5}", "5", True),  # the last box counts
-        ("First \\boxed{5}, no wait, \\boxed{3}", "5", False),
-        ("The answer is $\\boxed{\\frac{1}{2}}$", "\\frac{1}{2}", True),
-        ("The answer is \\boxed{0.5}", "\\frac{1}{2}", True),  # fraction = decimal
-        ("So x = 1/2", "0.5", True),
-        ("\\boxed{\\dfrac{14}{3}}", "\\frac{14}{3}", True),
-        ("\\boxed{4.67}", "\\frac{14}{3}", False),
-        ("\\boxed{70,000}", "70000", True),
-        ("\\boxed{(3, \\frac{\\pi}{2})}", "\\left( 3, \\frac{\\pi}{2} \\right)", True),
-        ("\\boxed{p-q}", "p - q", True),
-        ("\\boxed{25}", "025", True),  # AIME golds carry leading zeros
-        ("\\boxed{142}", 142.0, True),  # AMC golds are JSON floats
-        ("\\boxed{70}", 70, True),
-        ("\\boxed{9.6}", ["9.6\n", "9.60"], True),  # Minerva lists variants
-        ("\\boxed{9.7}", ["9.6\n", "9.60"], False),
-        ("\\boxed 7", "7", True),
-        ("Tom has 12 + 7 = 19 apples.", "19", True),  # no box: the last number
-        ("Tom has 19 apples, or maybe 21.", "19", False),
-        ("", "19", False),
-        ("   ", "19", False),
-        ("I don't know.", "19", False),
-        ("}}}{{ \\boxed{ $$ \\frac{", "3", False),  # garbage
-        ("\\boxed{19", "19", False),  # a box cut off by the length limit
-        ("x" * 50000 + " \\boxed{3}", "3", True),
-        ("\\boxed{3}", "", False),  # an empty gold matches nothing
-    ],
-)
-def test_is_correct(completion, gold, expected):
-    assert is_correct(completion, gold) is expected
+# (completion, gold, truncated, strict, lenient): the strict grader is the default (official DRPO reward),
+# the lenient one the opt-in math_correctness_lenient.
+GRADING = [
+    # equivalent forms
+    ("12 + 7 = 19. So the answer is \\boxed{19}.", "19", False, True, True),
+    ("\\boxed{20}", "19", False, False, False),
+    ("The answer is $\\boxed{\\frac{1}{2}}$", "\\frac{1}{2}", False, True, True),
+    ("The answer is \\boxed{0.5}", "\\frac{1}{2}", False, True, True),  # fraction = decimal
+    ("\\boxed{\\dfrac{14}{3}}", "\\frac{14}{3}", False, True, True),
+    ("\\boxed{4.67}", "\\frac{14}{3}", False, False, False),
+    ("\\boxed{70,000}", "70000", False, True, True),
+    ("\\boxed{(3, \\frac{\\pi}{2})}", "\\left( 3, \\frac{\\pi}{2} \\right)", False, True, True),
+    ("\\boxed{p-q}", "p - q", False, True, True),
+    ("\\boxed{25}", "025", False, True, True),  # AIME golds carry leading zeros
+    ("\\boxed{142}", 142.0, False, True, True),  # AMC golds are JSON floats
+    ("\\boxed{70}", 70, False, True, True),
+    ("\\boxed{9.6}", ["9.6\n", "9.60"], False, True, True),  # Minerva lists variants
+    ("\\boxed{9.7}", ["9.6\n", "9.60"], False, False, False),
+    ("\\boxed 7", "7", False, True, True),
+    ("\\fbox{7}", "7", False, True, True),
+    # several boxes: the last one is the answer
+    ("First \\boxed{3}, no wait, \\boxed{5}", "5", False, True, True),
+    ("First \\boxed{5}, no wait, \\boxed{3}", "5", False, False, False),
+    # boxed, then the text goes on: the box still stands (the official reward reads the last box)
+    ("So \\boxed{144}. Let me double-check: 12*12 = 144.", "144", False, True, True),
+    ("So \\boxed{144}. Let me double-check: 12*12 = 145.", "145", False, False, False),
+    # unfinished: no final answer, only a last number that matches
+    ("12*12 = 144. Let me double-check: 144", "144", False, False, True),
+    ("Tom has 12 + 7 = 19 apples.", "19", False, False, True),
+    ("So x = 1/2", "0.5", False, False, True),
+    ("Tom has 19 apples, or maybe 21.", "19", False, False, False),
+    # truncated at the length limit: wrong even with a box before the cut (strict)
+    ("\\boxed{19}. Now let us verify by another", "19", True, False, True),
+    ("\\boxed{19", "19", True, False, False),  # the box itself cut off
+    ("\\boxed{19", "19", False, False, False),
+    # GSM8K's marker: #### or boxed, whichever comes last
+    ("She makes 9 * 2 = 18 dollars.\n#### 18", "18", False, True, True),
+    ("#### 2,125", "2125", False, True, True),
+    ("\\boxed{17} but recounting\n#### 18", "18", False, True, False),
+    ("#### 17\nso finally \\boxed{18}", "18", False, True, True),
+    ("#### ", "18", False, False, False),
+    # thinking models: the answer is read after </think>
+    ("<think>maybe \\boxed{4}? no, 5</think>The answer is \\boxed{5}.", "5", False, True, True),
+    ("<think>maybe \\boxed{4}? no, 5</think>The answer is \\boxed{5}.", "4", False, False, False),
+    ("<think>so it is \\boxed{5}</think>The answer is 5.", "5", False, False, True),  # box only in thought
+    ("Wait, 2+3 = 5.</think>\n\\boxed{5}", "5", False, True, True),  # template opened <think>
+    ("<think>2+3 = 5, so \\boxed{5}", "5", False, False, True),  # never left its reasoning
+    # garbage and empties
+    ("", "19", False, False, False),
+    ("   ", "19", False, False, False),
+    ("I don't know.", "19", False, False, False),
+    ("}}}{{ \\boxed{ $$ \\frac{", "3", False, False, False),
+    ("\\boxed{}", "3", False, False, False),
+    ("x" * 50000 + " \\boxed{3}", "3", False, True, True),
+    ("\\boxed{3}", "", False, False, False),  # an empty gold matches nothing
+]
+
+
+@pytest.mark.parametrize(("completion", "gold", "truncated", "strict", "lenient"), GRADING)
+def test_is_correct(completion, gold, truncated, strict, lenient):
+    assert is_correct(completion, gold, truncated=truncated) is strict
+    assert is_correct(completion, gold, truncated=truncated, lenient=True) is lenient
+
+
+def test_reward_functions_agree_with_the_table():
+    """math_correctness (the default reward) is the strict grader, math_correctness_lenient the lenient one,
+    both reading TRL's per-completion ``truncated`` column."""
+    completions, golds, cut, strict, lenient = (list(col) for col in zip(*GRADING))
+    assert math_correctness(None, completions, golds, truncated=cut) == [float(x) for x in strict]
+    assert math_correctness_lenient(None, completions, golds, truncated=cut) == [float(x) for x in lenient]
+    assert resolve_reward("math_correctness") is math_correctness
+    assert resolve_reward("math_correctness_lenient") is math_correctness_lenient
+    with pytest.raises(ValueError, match="2 completions but 1 truncation flags"):
+        math_correctness(None, ["a", "b"], ["1", "1"], truncated=[True])
+
+
+def test_final_answer():
+    assert final_answer("a \\boxed{3} then #### 1,234\nbye") == "1234"
+    assert final_answer("\\boxed{5} ####") == "5"
+    assert final_answer("<think>\\boxed{4}</think> so \\boxed{5}") == "5"
+    assert final_answer("<think> \\boxed{4}") is None
+    assert final_answer("the answer is 5") is None
 
 
 def test_is_correct_never_raises_on_odd_input():
@@ -120,7 +171,7 @@ def test_is_correct_never_raises_on_odd_input():
 
 def test_is_correct_off_the_main_thread():
     """math-verify's signal timeouts fail outside the main thread; the check must still work there."""
-    cases = [("\\boxed{0.5}", "\\frac{1}{2}"), ("\\boxed{4}", "5"), ("the answer is 19", "19")]
+    cases = [("\\boxed{0.5}", "\\frac{1}{2}"), ("\\boxed{4}", "5"), ("the answer is \\boxed{19}", "19")]
     expected = [is_correct(c, g) for c, g in cases]
     assert expected == [True, False, True]
     with ThreadPoolExecutor(2) as pool:
@@ -464,6 +515,26 @@ def test_evaluate_with_fake_generator(tmp_path, tiny_tokenizer):
         )
 
 
+def test_evaluate_grades_truncated_samples_wrong(tmp_path, tiny_tokenizer):
+    """A sample cut at --max-new-tokens is wrong even when it boxed the right answer before the cut."""
+
+    class CutGenerator:
+        tokenizer = tiny_tokenizer
+
+        def generate(self, prompt_ids, settings, desc=""):
+            return [[Generation("\\boxed{4} and now", 8, True), Generation("\\boxed{4}", 3, False)]]
+
+    res = evaluate_math(
+        "fake",
+        [str(write_json(tmp_path / "one.json", [{"problem": "What is 2 plus 2?", "answer": "4"}]))],
+        settings=MathEvalSettings(samples=2, max_new_tokens=8),
+        generator=CutGenerator(),
+        progress=False,
+    )
+    one = res["benchmarks"]["one"]
+    assert (one["pass@1"], one["truncated"], one["mean_length_correct"]) == (0.5, 0.5, 3)
+
+
 @pytest.mark.integration
 def test_eval_math_cli_end_to_end(tmp_path, tiny_model_dir, capsys):
     """The real HF path on the tiny random model: numbers in results.json = a recomputation from samples."""
@@ -490,7 +561,8 @@ def test_eval_math_cli_end_to_end(tmp_path, tiny_model_dir, capsys):
     assert {(r["problem"], r["sample"]) for r in rows} == {(p, s) for p in range(3) for s in range(2)}
     for row in rows:
         assert 0 <= row["length"] <= 8
-        assert row["correct"] == is_correct(row["completion"], records[row["problem"]]["answer"])
+        gold = records[row["problem"]]["answer"]
+        assert row["correct"] == is_correct(row["completion"], gold, truncated=row["truncated"])
         assert not row["truncated"] or row["length"] == 8
     per_problem = [[r["correct"] for r in rows if r["problem"] == p] for p in range(3)]
     gsm = results["benchmarks"]["gsm8k"]

@@ -6,12 +6,13 @@ per benchmark, k sampled responses per problem (temperature 0.6, top-p 0.95 by d
     pass@1            = mean over problems of (correct samples / k)
     mean_length       = mean generated tokens over all samples (tokens before the end-of-sequence token)
     mean_length_correct / mean_length_incorrect = the same over correct / incorrect samples (None if none)
-    truncated         = fraction of samples that hit --max-new-tokens without ending (they count as written:
-                        usually wrong, and as long as the limit)
+    truncated         = fraction of samples that hit --max-new-tokens without ending (graded wrong, as
+                        the official DRPO reward does; counted as long as the limit)
 
 and ``average`` is the unweighted mean of pass@1 and mean_length over the benchmarks (each benchmark
-counts once, as in the paper's tables). Correctness is :func:`posttrain.rewards.math.is_correct`
-(math-verify on the last ``\\boxed{}``, else on the last expression).
+counts once, as in the paper's tables). Correctness is :func:`posttrain.rewards.math.is_correct`, the
+strict grader DRPO trains with (math-verify on the final ``\\boxed{}`` or ``####`` answer, read after
+``</think>``; a truncated sample is wrong).
 
 Outputs (``out_dir``): ``results.json`` (settings + the numbers above), ``samples.jsonl`` (one line per
 sample: benchmark, problem, sample, answer, completion, length, truncated, correct — :func:`summarize`
@@ -217,7 +218,7 @@ def evaluate_math(
                         "completion": gen.text,
                         "length": gen.length,
                         "truncated": gen.truncated,
-                        "correct": is_correct(gen.text, rec["answer"]),
+                        "correct": is_correct(gen.text, rec["answer"], truncated=gen.truncated),
                     }
                 )
         rows.sort(key=lambda r: (names.index(r["benchmark"]), r["problem"], r["sample"]))

@@ -9,10 +9,28 @@ Equivalence is decided by ``math-verify`` (Hugging Face): both sides are parsed 
 numerically and symbolically, so ``0.5`` matches ``\\frac{1}{2}``, ``70,000`` matches ``70000`` and
 ``(3, \\frac{\\pi}{2})`` matches ``\\left( 3, \\frac{\\pi}{2} \\right)``.
 
-Extraction: the content of the *last* ``\\boxed{...}`` (or ``\\fbox{...}``) of the completion wins when it
-parses; otherwise math-verify's default extraction runs on the whole completion (LaTeX, then plain
-expressions, preferring answer-like anchors and the last match), which lets a model that forgot the box
-still score when its last number is right.
+Two graders:
+
+- :func:`math_correctness` / :func:`is_correct` (the default, strict): the rule of the official DRPO reward
+  (DeepScaleR's ``RewardMathFn`` in Optimization-AI/DRPO). The answer region is the text after the first
+  ``</think>`` when the completion has one (thinking models); a completion that opened ``<think>`` and never
+  closed it has no answer. The final answer is the content of the *last* ``\\boxed{...}`` /
+  ``\\fbox{...}`` (or bare ``\\boxed x``) of that region, or the text after a final ``#### `` (GSM8K's
+  marker) when that comes later; a completion with neither is wrong, whatever numbers it contains. A
+  completion cut at the length limit (``truncated``: the trainer's or the evaluator's flag, see
+  :func:`math_correctness`) is wrong.
+- :func:`math_correctness_lenient` / ``is_correct(..., lenient=True)`` (explicit opt-in): the last box when
+  it parses, otherwise math-verify's default extraction on the whole completion (the last expression,
+  preferring answer-like anchors), with no ``</think>`` or truncation rule. It rewards unfinished answers
+  whose last number happens to match ("12*12 = 144. Let me double-check: 144"), which in a group can take
+  all of DRPO's weight ω: use it only when a model cannot be prompted into a final-answer format.
+
+Deviations from the official reward (``deepscaler_reward_fn`` on the decoded prompt + response):
+equivalence is math-verify's, not DeepScaleR's ``grade_answer_mathd`` / ``grade_answer_sympy``; a
+completion with no ``<think>``/``</think>`` at all is read whole (the official reward gives it 0: its models
+are R1-distilled thinkers whose chat template opens ``<think>``), so that non-thinking models can be
+trained; ``####`` is accepted for every problem, not only GSM8K's; a truncated completion is wrong even
+when it boxed an answer before the cut (the official reward only sees the text).
 
 Threads: math-verify bounds parsing and comparison time with ``signal.alarm``, which only works in the
 main thread (elsewhere it raises ``ValueError``). TRL may call reward functions from worker threads (async
@@ -42,6 +60,8 @@ MAX_COMPLETION_CHARS = 8000
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_BARE = re.compile(r"\\boxed +([^\s$]+)")  # "\boxed 5" (no braces), as some models write
+_HASHES = re.compile(r"####[ \t]*([^\n]*)")  # GSM8K's final-answer marker, to the end of its line
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +89,12 @@ def extract_gsm8k_answer(text: str) -> str:
     return answer
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (braces balanced), else of ``\\boxed x``.
-
-    None when there is none, or when the last box is never closed (a truncated completion).
-    """
+def _last_boxed_span(text: str) -> tuple[int, str | None] | None:
+    """(start, content) of the last ``\\boxed{...}`` / ``\\fbox{...}`` (braces balanced), else of
+    ``\\boxed x``; content None when that box is never closed (a truncated completion); None without a box."""
     starts = list(_BOX.finditer(text))
     if starts:
-        start = starts[-1].end()
+        begin, start = starts[-1].start(), starts[-1].end()
         depth = 1
         for i in range(start, len(text)):
             if text[i] == "{":
@@ -84,10 +102,49 @@ def last_boxed(text: str) -> str | None:
             elif text[i] == "}":
                 depth -= 1
                 if depth == 0:
-                    return text[start:i].strip()
+                    return begin, text[start:i].strip()
+        return begin, None
+    bare = list(_BOX_BARE.finditer(text))
+    return (bare[-1].start(), bare[-1].group(1).strip()) if bare else None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (braces balanced), else of ``\\boxed x``.
+
+    None when there is none, or when the last box is never closed (a truncated completion).
+    """
+    span = _last_boxed_span(text)
+    return span[1] if span else None
+
+
+def answer_region(text: str) -> str | None:
+    """The part of a completion that may hold its final answer: the text after the first ``</think>``
+    (thinking models), the whole text when there is no think tag, None when ``<think>`` was opened and
+    never closed (the model never left its reasoning)."""
+    if _THINK_CLOSE in text:
+        return text.split(_THINK_CLOSE, 1)[1]
+    if _THINK_OPEN in text:
         return None
-    bare = _BOX_BARE.findall(text)
-    return bare[-1].strip() if bare else None
+    return text
+
+
+def final_answer(text: str) -> str | None:
+    """The strict grader's final answer of a completion, or None when it has none.
+
+    In :func:`answer_region`: the content of the last box (:func:`last_boxed`), or the rest of the line
+    after the last ``####`` (GSM8K's marker, commas removed) when that comes after the last box. A box that
+    is never closed, an empty box or an empty ``####`` is no answer.
+    """
+    region = answer_region(text)
+    if region is None:
+        return None
+    span = _last_boxed_span(region)
+    hashes = [m for m in _HASHES.finditer(region) if m.group(1).strip()]
+    if hashes and (span is None or hashes[-1].start() > span[0]):
+        return hashes[-1].group(1).strip().replace(",", "")
+    if span is None:
+        return None
+    return span[1] or None
 
 
 def gold_to_str(gold: Any) -> str:
@@ -127,6 +184,7 @@ def _parse_gold(gold: str, timeout: int | None) -> tuple:
 
 
 def _parse_completion(text: str, timeout: int | None) -> list:
+    """The lenient grader's parse: the last box when it parses, else the whole (tail of the) text."""
     text = text[-MAX_COMPLETION_CHARS:]
     boxed = last_boxed(text)
     if boxed:
@@ -136,21 +194,43 @@ def _parse_completion(text: str, timeout: int | None) -> list:
     return _parse(text, timeout)
 
 
-def is_correct(completion_text: str, gold: str | int | float | Sequence[str | int | float]) -> bool:
+def _parse_final_answer(text: str, timeout: int | None) -> list:
+    """The strict grader's parse: only :func:`final_answer`, nothing else of the text."""
+    answer = final_answer(text)
+    if answer is None or len(answer) > MAX_COMPLETION_CHARS:
+        return []
+    return _parse(f"$\\boxed{{{answer}}}$", timeout)
+
+
+def is_correct(
+    completion_text: str,
+    gold: str | int | float | Sequence[str | int | float],
+    *,
+    truncated: bool = False,
+    lenient: bool = False,
+) -> bool:
     """Whether the completion's final answer equals ``gold`` (math-verify equivalence).
 
     ``gold``: a string such as ``"18"``, ``"\\frac{1}{2}"`` or ``"\\left( 3, \\frac{\\pi}{2} \\right)"``;
-    a JSON number; or a list of acceptable answers (any one matches; Minerva lists variants). Never
-    raises on a malformed completion or gold: anything that does not parse is simply wrong (False).
+    a JSON number; or a list of acceptable answers (any one matches; Minerva lists variants). Strict by
+    default (the official DRPO reward, see the module docstring): only :func:`final_answer` counts and a
+    ``truncated`` completion (cut at the length limit) is wrong. ``lenient=True``: the last box, else the
+    last expression anywhere, and ``truncated`` is ignored. Never raises on a malformed completion or
+    gold: anything that does not parse is simply wrong (False).
     """
     from math_verify import verify
 
     if not isinstance(completion_text, str) or not completion_text.strip():
         return False
+    if truncated and not lenient:
+        return False
     golds = list(gold) if isinstance(gold, (list, tuple)) else [gold]
     timeout = _timeouts()
     try:
-        predicted = _parse_completion(completion_text, timeout)
+        if lenient:
+            predicted = _parse_completion(completion_text, timeout)
+        else:
+            predicted = _parse_final_answer(completion_text, timeout)
         if not predicted:
             return False
         for one in golds:
@@ -162,20 +242,42 @@ def is_correct(completion_text: str, gold: str | int | float | Sequence[str | in
     return False
 
 
-def math_correctness(prompts, completions, answer, **kwargs) -> list[float]:
-    """TRL GRPO-style reward function: 1.0 when a completion's final answer equals its gold, else 0.0.
-
-    ``answer``: the dataset column, one gold per completion (TRL repeats columns per generation). When the
-    dataset also has an ``answers`` column (several acceptable answers, see
-    :func:`posttrain.data.math.load_math_split`), a non-empty entry there is used instead. Other keyword
-    arguments TRL passes (``completion_ids``, ``trainer_state``, ``log_metric``, ...) are ignored.
-    """
+def _grade(completions, answer, kwargs, *, lenient: bool, name: str) -> list[float]:
     if len(answer) != len(completions):
-        raise ValueError(f"math_correctness: {len(completions)} completions but {len(answer)} gold answers")
+        raise ValueError(f"{name}: {len(completions)} completions but {len(answer)} gold answers")
     alternatives = kwargs.get("answers")
+    truncated = kwargs.get("truncated")
+    if truncated is not None and len(truncated) != len(completions):
+        raise ValueError(f"{name}: {len(completions)} completions but {len(truncated)} truncation flags")
     rewards = []
     for i, (completion, gold) in enumerate(zip(completions, answer)):
         if alternatives is not None and alternatives[i]:
             gold = alternatives[i]
-        rewards.append(1.0 if is_correct(completion_text(completion), gold) else 0.0)
+        cut = bool(truncated[i]) if truncated is not None else False
+        rewards.append(
+            1.0 if is_correct(completion_text(completion), gold, truncated=cut, lenient=lenient) else 0.0
+        )
     return rewards
+
+
+def math_correctness(prompts, completions, answer, **kwargs) -> list[float]:
+    """TRL GRPO-style reward function: 1.0 when a completion's final answer equals its gold, else 0.0.
+
+    The strict grader (the official DRPO reward, see the module docstring): a final ``\\boxed{}`` (or
+    ``####``) answer is required, read after ``</think>``. ``answer``: the dataset column, one gold per
+    completion (TRL repeats columns per generation). When the dataset also has an ``answers`` column
+    (several acceptable answers, see :func:`posttrain.data.math.load_math_split`), a non-empty entry there
+    is used instead. ``truncated``: one flag per completion, True when it was cut at the length limit
+    (such a completion is wrong); :class:`posttrain.trainers.drpo_trainer.DRPOTrainer` passes it (last token
+    not EOS/pad, TRL's ``completions/clipped_ratio`` rule). TRL's own trainers do not, and then truncation
+    is not known to the grader. Other keyword arguments TRL passes (``completion_ids``, ``trainer_state``,
+    ``log_metric``, ...) are ignored.
+    """
+    return _grade(completions, answer, kwargs, lenient=False, name="math_correctness")
+
+
+def math_correctness_lenient(prompts, completions, answer, **kwargs) -> list[float]:
+    """Opt-in lenient variant of :func:`math_correctness`: the last box, else the last expression anywhere
+    in the completion; think tags and ``truncated`` are ignored. Rewards unfinished answers whose last
+    number matches: a recipe that uses it says so in its header."""
+    return _grade(completions, answer, kwargs, lenient=True, name="math_correctness_lenient")

@@ -19,9 +19,16 @@ def _math_correctness() -> Callable:
     return math_correctness
 
 
+def _math_correctness_lenient() -> Callable:
+    from posttrain.rewards.math import math_correctness_lenient
+
+    return math_correctness_lenient
+
+
 # name → factory (lazy: a recipe that does not use a reward does not import its dependencies)
 REWARDS: dict[str, Callable[[], Callable]] = {
-    "math_correctness": _math_correctness,
+    "math_correctness": _math_correctness,  # strict: a final \boxed{} answer (the official DRPO reward)
+    "math_correctness_lenient": _math_correctness_lenient,  # opt-in: else the last expression anywhere
 }
 
 
@@ -30,7 +37,8 @@ def resolve_reward(spec: str) -> Callable:
     if spec.startswith("principle_rm="):
         from posttrain.rewards.principle import PrincipleReward, PrincipleRewardModel
 
-        return PrincipleReward(PrincipleRewardModel.from_pretrained(spec.split("=", 1)[1]))
+        path = spec.split("=", 1)[1]
+        return PrincipleReward(PrincipleRewardModel.from_pretrained(path, field=f"drpo.rewards '{spec}'"))
     if ":" in spec:
         module, _, attr = spec.partition(":")
         try:
