@@ -97,7 +97,37 @@ def _rotate(output_dir: Path, keep: int | None, protect: str | None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-class CheckpointMixin:
+class StopAtMaxSteps:
+    """Mixed into every posttrain trainer (through :class:`CheckpointMixin`): a resumed run stops exactly at
+    ``max_steps``.
+
+    The Trainer checks ``global_step >= max_steps`` only after a step, so a run resumed from a checkpoint
+    that is already at the (possibly lowered) ``max_steps`` trained one more step before stopping. Here
+    an epoch that would start at or past ``max_steps`` runs no step; a checkpoint beyond ``max_steps``
+    cannot be turned into a run of ``max_steps`` and is refused.
+    """
+
+    def _init_training_state(self, *args, **kwargs):
+        trained = super()._init_training_state(*args, **kwargs)
+        if self.state.global_step > self.state.max_steps:
+            from posttrain.errors import UserError
+
+            raise UserError(
+                f"this run is {self.state.max_steps} steps long (training.max_steps or num_train_epochs), but "
+                f"the checkpoint resumed from is at step {self.state.global_step}: resume from an earlier checkpoint "
+                "(training.resume_from_checkpoint=.../checkpoint-N), raise max_steps, or set output_dir to a "
+                "new folder to start over"
+            )
+        return trained
+
+    def _run_epoch(self, *args, **kwargs):
+        if self.state.global_step >= self.state.max_steps:
+            self.control.should_training_stop = True  # resumed at max_steps: nothing left to train
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
+
+class CheckpointMixin(StopAtMaxSteps):
     """Mixed into a ``transformers.Trainer`` subclass (before the Trainer in the bases): marks checkpoints
     complete once every process wrote its part, and rotates old ones only after that."""
 

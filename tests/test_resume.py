@@ -105,7 +105,12 @@ training: {{max_steps: 8, per_device_train_batch_size: 4, logging_steps: 1, save
 
 
 def _run(
-    tmp_path: Path, recipe: Path, fault: str = "", step: int = 0, launch: str | None = None
+    tmp_path: Path,
+    recipe: Path,
+    fault: str = "",
+    step: int = 0,
+    launch: str | None = None,
+    overrides: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
     """`posttrain train RECIPE` through the fault-injecting driver; ``launch``: an accelerate config to
     run it under (2 processes)."""
@@ -113,7 +118,7 @@ def _run(
     driver.write_text(DRIVER)
     env = {**os.environ, "FAULT": fault, "FAULT_STEP": str(step), "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])  # test rewards
-    cmd = [sys.executable, str(driver), "train", str(recipe)]
+    cmd = [sys.executable, str(driver), "train", str(recipe), *overrides]
     if launch is not None:
         accelerate = [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch"]
         cmd = [
@@ -229,6 +234,31 @@ def test_other_trainers_resume_to_the_same_losses(method, tiny_model_dir, tmp_pa
             assert history[step]["completions/mean_length"] == pytest.approx(
                 first[step]["completions/mean_length"]
             )
+
+
+@pytest.mark.parametrize("method", ["cpl", "rlbff", "drpo"])
+def test_resume_with_a_lower_max_steps_stops_exactly_there(method, tiny_model_dir, tmp_path):
+    """Killed after checkpoint-N, resumed with training.max_steps=N: no step N+1 (the Trainer checks
+    max_steps only after a step, so it used to train one more); a max_steps below the checkpoint's step is
+    refused rather than silently saving the later model. (CPL's recipe needs max_steps above its 3 BC
+    warm-up steps, so its checkpoint is the one at step 4.)"""
+    last = 4 if method == "cpl" else 2
+    out = tmp_path / "run"
+    recipe = _recipe(tmp_path, tiny_model_dir, out, method)
+    assert _run(tmp_path, recipe, "kill", last + 1).returncode == -signal.SIGKILL
+    assert last_complete_checkpoint(out).name == f"checkpoint-{last}"
+    if method != "cpl":
+        refused = _run(tmp_path, recipe, overrides=(f"training.max_steps={last - 1}",))
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert f"checkpoint resumed from is at step {last}" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    resumed = _run(tmp_path, recipe, overrides=(f"training.max_steps={last}",))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"checkpoint-{last}" in resumed.stdout
+    assert sorted(_losses(out)) == list(range(1, last + 1))
+    assert json.loads((out / "run_summary.json").read_text())["steps"] == last
+    assert [p.name for p in out.glob("checkpoint-*")] == [f"checkpoint-{last}"]
+    assert any(out.glob("*.safetensors"))  # the final model: the checkpoint's weights
 
 
 @pytest.mark.distributed
