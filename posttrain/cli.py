@@ -64,8 +64,8 @@ def _load_rm(ns: argparse.Namespace, model: str | None = None):
     from posttrain.rewards.principle import PrincipleRewardModel
 
     if model is not None:
-        return PrincipleRewardModel.from_pretrained(model, dtype=ns.dtype)
-    return PrincipleRewardModel.from_pretrained(ns.model, form=ns.form, dtype=ns.dtype)
+        return PrincipleRewardModel.from_pretrained(model, dtype=ns.dtype, field="--baseline")
+    return PrincipleRewardModel.from_pretrained(ns.model, form=ns.form, dtype=ns.dtype, field="--model")
 
 
 def _cmd_score(ns: argparse.Namespace) -> int:

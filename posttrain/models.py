@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -78,6 +80,148 @@ def convert_gguf(directory: Path, gguf_file: str, out_dir: Path) -> Path:
     return out_dir
 
 
+# ------------------------------------------------------------------------------------------------
+# Checks before a load: a broken model folder is one line naming the field and the file, not a traceback
+# from deep inside transformers (or a hint to install sentencepiece for a folder that is simply empty).
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+ADAPTER_FILES = ("adapter_config.json",)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_gguf(path: Path, field: str) -> None:
+    if not path.is_file():
+        raise UserError(f"{field}: GGUF file not found: {path}")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise UserError(f"{field}: {path} is not a GGUF file (it does not start with the GGUF magic bytes)")
+
+
+def _check_safetensors(path: Path, field: str) -> None:
+    """The header of a safetensors file parses and its tensors fit in the file (catches truncated copies)."""
+    size = path.stat().st_size
+    why = None
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > size - 8:
+            why = "its header is cut or is not a safetensors header"
+        else:
+            try:
+                header = json.loads(fh.read(n))
+                end = max(
+                    (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0
+                )
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                why = "its header is not valid"
+            else:
+                if 8 + n + end > size:
+                    why = f"it holds {size} bytes, its header describes {8 + n + end}: the file is truncated"
+    if why is not None:
+        raise UserError(f"{field}: {path} is corrupt ({why}); save or download the model again")
+
+
+def _check_config(folder: Path, field: str) -> None:
+    config = folder / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{field}: {config} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise UserError(f"{field}: {config} has no 'model_type' (not a transformers model config)")
+
+
+def check_model_source(
+    name_or_path: str,
+    *,
+    field: str = "model.name_or_path",
+    gguf_file: str | None = None,
+    need: tuple[str, ...] = ("model", "tokenizer"),
+    hub: bool = True,
+) -> None:
+    """Refuse, with one line naming ``field``, a model source that cannot load: a missing or empty folder,
+    no or a bad ``config.json``, missing or truncated weights, no tokenizer files (``need`` says which of
+    "model" and "tokenizer" are read from it), a file that is not GGUF, or (``hub``) a hub id that is not
+    in the local cache while ``HF_HUB_OFFLINE`` is set. Reads file headers only; loads nothing."""
+    if name_or_path.startswith("embedded:"):
+        return
+    local = find_file(name_or_path)
+    if local is None:
+        looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.endswith(".gguf")
+        if looks_local or gguf_file is not None or not _HUB_ID.match(name_or_path):
+            raise UserError(f"{field}: not found: {name_or_path} (neither a local path nor a hub id)")
+        if hub and hub_offline():
+            from huggingface_hub import try_to_load_from_cache
+
+            wanted = ("config.json",) if "model" in need else TOKENIZER_FILES
+            if not any(isinstance(try_to_load_from_cache(name_or_path, f), str) for f in wanted):
+                raise UserError(
+                    f"{field}: '{name_or_path}' is not a local folder and not in the hub cache, and "
+                    "HF_HUB_OFFLINE is set: download it first or give a local folder"
+                )
+        return
+    if local.is_file():
+        if local.suffix != ".gguf":
+            raise UserError(
+                f"{field}: {name_or_path} is a file; give a model folder, a .gguf file or a hub id"
+            )
+        _check_gguf(local, field)
+        return
+    if gguf_file is not None:
+        _check_gguf(local / gguf_file, field)
+        return
+    names = {p.name for p in local.iterdir()}
+    if not names:
+        raise UserError(
+            f"{field}: {name_or_path} is an empty folder (expected a saved model: config.json, weights)"
+        )
+    if "model" in need and not names & set(ADAPTER_FILES):
+        if "config.json" not in names:
+            raise UserError(f"{field}: {name_or_path} has no config.json (not a saved transformers model)")
+        _check_config(local, field)
+        shards = sorted(local.glob("*.safetensors"))
+        if not shards and not names & set(WEIGHT_FILES):
+            raise UserError(
+                f"{field}: {name_or_path} has no weights (model.safetensors or pytorch_model.bin)"
+            )
+        for shard in shards:
+            _check_safetensors(shard, field)
+    if "tokenizer" in need and not names & set(TOKENIZER_FILES):
+        hint = (
+            "" if field == "model.tokenizer" else "; set model.tokenizer to the tokenizer's folder or hub id"
+        )
+        raise UserError(
+            f"{field}: {name_or_path} holds no tokenizer (tokenizer.json, tokenizer_config.json){hint}"
+        )
+
+
+@contextlib.contextmanager
+def load_errors(field: str, name: str):
+    """Turn what a loader raises on a broken model (beyond :func:`check_model_source`) into one line."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, ImportError, SafetensorError) as exc:
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        if len(text) > 400:
+            text = text[:400] + " ..."
+        raise UserError(f"{field}: cannot load '{name}': {type(exc).__name__}: {text}") from None
+
+
 def resolve_embedded(alias: str) -> Path:
     if alias not in EMBEDDED_MODELS:
         raise UserError(f"unknown embedded model '{alias}'; available: {', '.join(EMBEDDED_MODELS)}")
@@ -112,10 +256,19 @@ def resolve_model_path(name_or_path: str, gguf_file: str | None = None) -> str:
 def load_tokenizer(model_cfg, *, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
-    source = model_cfg.tokenizer or resolve_model_path(model_cfg.name_or_path, model_cfg.gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(
-        source, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
-    )
+    if model_cfg.tokenizer is not None:
+        field, name = "model.tokenizer", model_cfg.tokenizer
+        check_model_source(name, field=field, need=("tokenizer",))
+        source = name
+    else:
+        field, name = "model.name_or_path", model_cfg.name_or_path
+        check_model_source(name, field=field, gguf_file=model_cfg.gguf_file, need=("tokenizer",))
+        with load_errors(field, name):
+            source = resolve_model_path(name, model_cfg.gguf_file)
+    with load_errors(field, name):
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code
+        )
     if model_cfg.chat_template is not None:
         tokenizer.chat_template = model_cfg.chat_template
     if tokenizer.pad_token is None:
@@ -130,7 +283,10 @@ def load_model(model_cfg, *, kind: str = "causal_lm"):
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    path = resolve_model_path(model_cfg.name_or_path, model_cfg.gguf_file)
+    name = model_cfg.name_or_path
+    check_model_source(name, gguf_file=model_cfg.gguf_file, need=("model",))
+    with load_errors("model.name_or_path", name):
+        path = resolve_model_path(name, model_cfg.gguf_file)
     dtype = "auto" if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
     kwargs = {
         "dtype": dtype,
@@ -143,10 +299,8 @@ def load_model(model_cfg, *, kind: str = "causal_lm"):
         auto, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
     else:
         auto = AutoModelForCausalLM
-    try:
+    with load_errors("model.name_or_path", name):
         model = auto.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise UserError(f"model.name_or_path: cannot load '{model_cfg.name_or_path}': {exc}") from None
     if kind == "sequence_classification" and model.config.pad_token_id is None:
         # the head pools the last non-pad token, so the config must know the pad id
         model.config.pad_token_id = load_tokenizer(model_cfg).pad_token_id

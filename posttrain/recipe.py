@@ -373,6 +373,17 @@ def _check_files(recipe: Recipe, where: str) -> None:
     looks_local = name.startswith(("/", ".", "~")) or name.endswith(".gguf") or recipe.model.gguf_file
     if looks_local and not name.startswith("embedded:") and find_file(name) is None:
         raise UserError(f"{where}: model.name_or_path: not found: {name}")
+    # a local model folder is checked now (config, weights' headers, tokenizer files); hub ids at load time
+    from posttrain.models import check_model_source
+
+    tokenizer = recipe.model.tokenizer
+    need = ("model",) if tokenizer is not None else ("model", "tokenizer")
+    try:
+        check_model_source(name, gguf_file=recipe.model.gguf_file, need=need, hub=False)
+        if tokenizer is not None:
+            check_model_source(tokenizer, field="model.tokenizer", need=("tokenizer",), hub=False)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
     if name.startswith("embedded:"):
         from posttrain.models import EMBEDDED_MODELS
 

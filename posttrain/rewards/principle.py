@@ -74,28 +74,50 @@ class PrincipleRewardModel:
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, form: str | None = None, dtype: str = "auto", device=None):
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        form: str | None = None,
+        dtype: str = "auto",
+        device=None,
+        field: str = "model",
+    ):
         """Load a saved RM. ``form`` defaults to what training saved (posttrain_rm.json), else is inferred
-        from the architecture (…ForSequenceClassification → scalar_head, causal LM → yes_no)."""
+        from the architecture (…ForSequenceClassification → scalar_head, causal LM → yes_no). A source that
+        cannot load is a :class:`UserError` naming ``field`` (the flag or recipe key that gave it)."""
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-        from posttrain.models import load_tokenizer, resolve_model_path
+        from posttrain.models import check_model_source, load_errors, load_tokenizer, resolve_model_path
         from posttrain.recipe import ModelSection
 
-        path = resolve_model_path(name_or_path)
+        check_model_source(name_or_path, field=field)
+        with load_errors(field, name_or_path):
+            path = resolve_model_path(name_or_path)
         saved = Path(path, RM_CONFIG)
-        meta = json.loads(saved.read_text()) if saved.is_file() else {}
+        try:
+            meta = json.loads(saved.read_text()) if saved.is_file() else {}
+        except ValueError as exc:
+            raise UserError(f"{field}: {saved} is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise UserError(f"{field}: {saved} is not a JSON object")
         if form is None:
             form = meta.get("form")
-        if form is None:
-            architectures = AutoConfig.from_pretrained(path).architectures or []
-            form = "scalar_head" if any("SequenceClassification" in a for a in architectures) else "yes_no"
-        auto = AutoModelForCausalLM if form == "yes_no" else AutoModelForSequenceClassification
-        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        model = auto.from_pretrained(path, dtype=torch_dtype)
+        with load_errors(field, name_or_path):
+            if form is None:
+                architectures = AutoConfig.from_pretrained(path).architectures or []
+                form = (
+                    "scalar_head" if any("SequenceClassification" in a for a in architectures) else "yes_no"
+                )
+            auto = AutoModelForCausalLM if form == "yes_no" else AutoModelForSequenceClassification
+            torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+            model = auto.from_pretrained(path, dtype=torch_dtype)
         if device is not None:
             model = model.to(device)
-        tokenizer = load_tokenizer(ModelSection(name_or_path=path), padding_side="left")
+        try:
+            tokenizer = load_tokenizer(ModelSection(name_or_path=path), padding_side="left")
+        except UserError as exc:  # name the flag, not the recipe key of the internal ModelSection
+            raise UserError(str(exc).replace("model.name_or_path", field, 1)) from None
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return cls(model, tokenizer, form=form, template=meta.get("template", DEFAULT_TEMPLATE))
