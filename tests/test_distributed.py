@@ -11,6 +11,9 @@ DRPO samples its own completions in each process (per-process seeds), so no sing
 rollouts; its losses must instead equal the DDP run's on the same two processes (the engine must not change
 the math), and every micro-batch must hold whole groups across the two processes.
 
+DRPO's trust region and objective mean span the micro-batch of both processes: on a fixed micro-batch,
+2 DDP processes must give the one-process loss and gradient (tests/dist_drpo_loss.py).
+
 `make test` runs a representative subset of the matrix (each launch costs ~30 s here); `make test-dist`
 (POSTTRAIN_FULL_MATRIX=1) runs all of it.
 """
@@ -213,6 +216,22 @@ def test_drpo_two_processes_keep_groups_whole(
             if "reward" in ref:
                 assert mine["reward"] == pytest.approx(ref["reward"], abs=1e-6)
                 assert mine["completions/mean_length"] == pytest.approx(ref["completions/mean_length"])
+
+
+def test_drpo_trust_region_spans_both_processes(tmp_path):
+    """DRPO's loss on a micro-batch split over 2 DDP processes equals the one-process loss of the whole
+    micro-batch: value (mean over processes) and gradient (DDP's average), with the token-mean KL reduced
+    across processes before the hinge (tests/dist_drpo_loss.py; a linear policy, ~30 s)."""
+    out = tmp_path / "result.json"
+    cmd = [ACCELERATE, "launch", "--config_file", str(ROOT / "launch" / "cpu_2proc.yaml")]
+    _run([*cmd, "--main_process_port", "0", str(ROOT / "tests" / "dist_drpo_loss.py"), str(out)])
+    result = json.loads(out.read_text())
+    assert result["world_size"] == 2
+    assert result["kl"] == pytest.approx(result["kl_reference"], rel=1e-6) and result["kl"] > 1e-4
+    assert result["loss_mean"] == pytest.approx(result["loss_reference"], rel=1e-5)
+    assert result["grad_max_abs_diff"] <= 1e-5 * result["grad_max_abs"]
+    # a hinge per process (the previous behaviour) gives another loss on this micro-batch
+    assert abs(result["per_process_hinge_mean"] - result["loss_reference"]) > 0.1
 
 
 def test_fsdp_on_cpu_is_refused_clearly(tmp_path, tiny_model_dir):

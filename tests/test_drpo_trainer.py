@@ -12,7 +12,7 @@ from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 from posttrain.losses import drpo_objective, length_penalized_rewards
 from posttrain.methods import ConfigFieldError
 from posttrain.trainers.drpo_config import DRPOConfig
-from posttrain.trainers.drpo_trainer import DRPOTrainer, groups_intact, shuffle_groups
+from posttrain.trainers.drpo_trainer import DRPOTrainer, groups_intact, shuffle_groups, truncation_flags
 
 K = 4
 
@@ -124,6 +124,26 @@ def test_drpo_trains_and_logs_the_true_loss(eos_tiny, tmp_path):
 
 
 @pytest.mark.integration
+def test_reward_functions_see_which_completions_were_cut(eos_tiny, tmp_path):
+    """math_correctness grades a completion cut at max_completion_length wrong: the trainer passes each
+    reward function a ``truncated`` flag (last token not EOS), which it must get right."""
+    seen = {}
+
+    def spy(prompts, completions, completion_ids, truncated, **kwargs):
+        seen["ids"], seen["truncated"] = completion_ids, truncated
+        return parity(prompts, completions)
+
+    trainer = _trainer(eos_tiny, tmp_path, max_steps=1)
+    trainer.reward_funcs, trainer.reward_func_names = [spy], ["spy"]
+    trainer.model.train()
+    trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    eos = trainer.processing_class.eos_token_id
+    expected = [len(ids) == 12 and ids[-1] != eos for ids in seen["ids"]]
+    assert seen["truncated"] == expected
+    assert 0 < sum(expected) < len(expected)  # both kinds in the batch
+
+
+@pytest.mark.integration
 def test_grpo_lp_advantages_come_from_length_penalised_rewards(eos_tiny, tmp_path):
     trainer = _trainer(eos_tiny, tmp_path, objective="grpo_lp", length_penalty_alpha=0.5, max_steps=1)
     trainer.model.train()
@@ -188,7 +208,60 @@ def test_checkpoints_fall_on_rollout_boundaries(tmp_path):
     assert DRPOConfig(**kw, save_steps=4).rollout_boundary_steps == 2
     with pytest.raises(ConfigFieldError, match="save_steps.*multiple of 2"):
         DRPOConfig(**kw, save_steps=3)
-    assert DRPOConfig(output_dir=str(tmp_path), use_cpu=True).rollout_boundary_steps == 1
+    # the default: 4 updates per rollout, so checkpoints fall every 4 optimizer steps
+    assert DRPOConfig(output_dir=str(tmp_path), use_cpu=True).rollout_boundary_steps == 4
+    assert (
+        DRPOConfig(output_dir=str(tmp_path), use_cpu=True, updates_per_rollout=1).rollout_boundary_steps == 1
+    )
+
+
+def test_defaults_follow_the_paper_and_its_official_config(tmp_path):
+    """4 updates per rollout (verl: 128 prompts per rollout, mini-batches of 32), so π_old ≠ π_θ can
+    happen; AdamW weight decay 0.01 and a constant learning rate (verl's defaults); the GRPO baselines
+    average per sequence (TRL loss_type "grpo")."""
+    args = DRPOConfig(output_dir=str(tmp_path), use_cpu=True, gradient_accumulation_steps=2)
+    assert args.steps_per_generation == 8 and args.leaves_old_policy
+    assert (args.weight_decay, args.lr_scheduler_type, args.loss_type) == (0.01, "constant", "grpo")
+    assert (args.learning_rate, args.beta, args.num_generations, args.temperature) == (2e-6, 0.0, 8, 0.6)
+    # an explicit steps_per_generation or generation_batch_size wins over updates_per_rollout
+    assert (
+        DRPOConfig(output_dir=str(tmp_path), use_cpu=True, steps_per_generation=2).steps_per_generation == 2
+    )
+    with pytest.raises(ConfigFieldError, match="updates_per_rollout"):
+        DRPOConfig(output_dir=str(tmp_path), use_cpu=True, updates_per_rollout=0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "warns"),
+    [
+        ({"updates_per_rollout": 1}, True),
+        ({"steps_per_generation": 2, "gradient_accumulation_steps": 4}, True),  # 2 rollouts per update
+        ({"steps_per_generation": 2, "gradient_accumulation_steps": 1}, False),
+        ({"steps_per_generation": 1, "num_iterations": 2}, False),  # each rollout used twice
+        ({"updates_per_rollout": 1, "trust_region_beta": 0.0}, False),  # no trust region to act
+        ({"updates_per_rollout": 1, "objective": "grpo"}, False),
+    ],
+)
+def test_warns_when_the_trust_region_can_never_act(tmp_path, caplog, settings, warns):
+    with caplog.at_level("WARNING", logger="posttrain.trainers.drpo_config"):
+        DRPOConfig(output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=8, **settings)
+    messages = [r.getMessage() for r in caplog.records if "trust region never acts" in r.getMessage()]
+    assert len(messages) == int(warns)
+
+
+@pytest.mark.parametrize("objective", ["drpo", "disco"])
+def test_reference_model_kl_is_refused_for_drpo(tmp_path, objective):
+    with pytest.raises(ConfigFieldError, match="beta.*reference-model KL is not implemented"):
+        DRPOConfig(output_dir=str(tmp_path), use_cpu=True, objective=objective, beta=0.04)
+    # the GRPO baselines keep TRL's reference KL
+    assert DRPOConfig(output_dir=str(tmp_path), use_cpu=True, objective="grpo", beta=0.04).beta == 0.04
+
+
+def test_truncation_flags_follow_trls_clipped_ratio_rule():
+    eos, pad = 2, 0
+    ids = [[5, 6, 2], [5, 6, 7], [5, 0], [], [2]]
+    assert truncation_flags(ids, [eos, pad]) == [False, True, False, False, False]
+    assert truncation_flags(ids, [eos, None]) == [False, True, True, False, False]
 
 
 def test_reward_specs_resolve_or_name_the_mistake():

@@ -249,7 +249,7 @@ def test_load_math_split_math_format(tmp_path):
     ds = load_math_split(DataSource(path=str(path), format="math"))
     assert ds.column_names == ["prompt", "answer"]
     assert ds["answer"] == ["2", "\\frac{1}{2}", "142"]
-    assert ds[0]["prompt"] == [{"role": "user", "content": f"What is 1 + 1?\n{DRPO_SUFFIX}"}]
+    assert ds[0]["prompt"] == [{"role": "user", "content": f"What is 1 + 1? {DRPO_SUFFIX}"}]
 
     ds = load_math_split(DataSource(path=str(path), limit=2), suffix=None, system_prompt="Be brief.")
     assert len(ds) == 2
@@ -268,7 +268,7 @@ def test_load_math_split_gsm8k_format_and_auto(tmp_path):
     for fmt in ("gsm8k", "auto"):
         ds = load_math_split(DataSource(path=str(path), format=fmt), suffix="Answer in \\boxed{}.")
         assert ds["answer"] == ["5", "1250"]
-        assert ds[0]["prompt"][0]["content"] == "Tom has 2 and buys 3. How many?\nAnswer in \\boxed{}."
+        assert ds[0]["prompt"][0]["content"] == "Tom has 2 and buys 3. How many? Answer in \\boxed{}."
 
 
 def test_load_math_split_several_answers_and_drops(tmp_path):

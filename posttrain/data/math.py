@@ -9,7 +9,8 @@ Formats (a recipe ``DataSource.format``):
   gold is ``n`` (commas removed).
 - ``auto``: ``problem`` → math, ``question`` → gsm8k, decided on the first record.
 
-Every record becomes ``{"prompt": [{"role": "user", "content": problem + "\\n" + suffix}], "answer": gold}``
+Every record becomes ``{"prompt": [{"role": "user", "content": problem + " " + suffix}], "answer": gold}``
+(problem and suffix joined by a space, as the official DRPO data script ``scripts/data/deepscaler_dataset.py``)
 (with an optional system message first), the conversational prompt column TRL's GRPO-style trainers
 expect, and the ``answer`` column :func:`posttrain.rewards.math.math_correctness` reads.
 
@@ -133,8 +134,9 @@ def adapt_math_records(records: list[dict], fmt: str, label: str) -> tuple[list[
 
 
 def build_prompt(problem: str, suffix: str | None = DRPO_SUFFIX, system_prompt: str | None = None) -> list:
-    """The conversational prompt: optional system message, then ``problem + "\\n" + suffix`` as the user."""
-    content = f"{problem}\n{suffix}" if suffix else problem
+    """The conversational prompt: optional system message, then ``problem + " " + suffix`` as the user (the
+    official DRPO data script joins them with a space)."""
+    content = f"{problem} {suffix}" if suffix else problem
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return [*messages, {"role": "user", "content": content}]
 

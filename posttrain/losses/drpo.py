@@ -49,9 +49,11 @@ LENGTH_REWARDS: dict[str, LengthReward] = {
 }
 
 
-def length_reward(lengths: torch.Tensor, *, max_length: int, shape: str = "linear") -> torch.Tensor:
-    """r_l(o) for completion lengths in tokens; lengths beyond C count as C."""
-    x = (lengths.float() / float(max_length)).clamp(0.0, 1.0)
+def length_reward(
+    lengths: torch.Tensor, *, max_length: int, shape: str = "linear", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """r_l(o) for completion lengths in tokens, in ``dtype``; lengths beyond C count as C."""
+    x = (lengths.to(dtype) / float(max_length)).clamp(0.0, 1.0)
     return LENGTH_REWARDS[shape](x)
 
 
@@ -62,6 +64,7 @@ def positive_weights(
     max_length: int,
     lam: float,
     shape: str = "linear",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """ω: softmax of r_l/λ over each group's correct answers, 0 on incorrect ones; (G, K) → (G, K).
 
@@ -69,9 +72,9 @@ def positive_weights(
     """
     correct = correct.bool()
     if math.isinf(lam):
-        logits = torch.zeros(correct.shape, dtype=torch.float32, device=correct.device)
+        logits = torch.zeros(correct.shape, dtype=dtype, device=correct.device)
     else:
-        logits = length_reward(lengths, max_length=max_length, shape=shape) / lam
+        logits = length_reward(lengths, max_length=max_length, shape=shape, dtype=dtype) / lam
     logits = logits.masked_fill(~correct, float("-inf"))
     # softmax of an all -inf row is NaN; such rows have no positive answers and get weight 0
     weights = torch.softmax(logits, dim=-1)
@@ -93,21 +96,23 @@ def drpo_objective(
 
     ``lam = float("inf")`` is DisCO (uniform weights on correct answers). ``all_correct``: "zero" (the
     paper) or "reweight" (opt-in length pressure for all-correct groups, see the module docstring).
+    Computed in the scores' precision, never below float32 (float64 stays float64; bf16 becomes float32).
     """
     if all_correct not in ("zero", "reweight"):
         raise ValueError(f"all_correct must be 'zero' or 'reweight', got {all_correct!r}")
-    scores = scores.float()
+    dtype = torch.promote_types(scores.dtype, torch.float32)
+    scores = scores.to(dtype)
     correct = correct.bool()
     n_pos = correct.sum(-1)
     n_neg = (~correct).sum(-1)
-    weights = positive_weights(correct, lengths, max_length=max_length, lam=lam, shape=shape)
+    weights = positive_weights(correct, lengths, max_length=max_length, lam=lam, shape=shape, dtype=dtype)
     positive = (weights * scores).sum(-1)
 
     # τ · log mean_{j incorrect} exp(s_j / τ); rows without an incorrect answer use finite filler so that
     # neither the value nor the gradient of the unselected branch is NaN.
     neg_logits = torch.where(~correct, scores / tau, torch.full_like(scores, float("-inf")))
     neg_logits = torch.where((n_neg > 0).unsqueeze(-1), neg_logits, torch.zeros_like(scores))
-    negative = tau * (torch.logsumexp(neg_logits, dim=-1) - torch.log(n_neg.clamp(min=1).float()))
+    negative = tau * (torch.logsumexp(neg_logits, dim=-1) - torch.log(n_neg.clamp(min=1).to(dtype)))
 
     valid = (n_pos > 0) & (n_neg > 0)
     objective = torch.where(valid, positive - negative, torch.zeros_like(positive))
@@ -127,6 +132,54 @@ def token_mean_kl(old_logps: torch.Tensor, new_logps: torch.Tensor, mask: torch.
     """KL(π_old‖π_θ) estimated as the mean over all masked tokens of log π_old − log π_θ; (B, T) → ()."""
     mask = mask.to(new_logps.dtype)
     return ((old_logps - new_logps) * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def local_totals(objective: torch.Tensor, kl_sum: torch.Tensor, kl_tokens: torch.Tensor) -> torch.Tensor:
+    """One process's share of a micro-batch, detached: [Σ J over its groups, its number of groups,
+    Σ over its masked tokens of log π_old − log π_θ, its number of masked tokens]. Summed over processes
+    (an all-reduce) this gives the ``totals`` :func:`drpo_loss` needs."""
+    dtype = torch.promote_types(objective.dtype, torch.float32)
+    values = [objective.detach().sum(), objective.new_tensor(objective.numel()), kl_sum.detach(), kl_tokens]
+    return torch.stack([torch.as_tensor(v, device=objective.device).to(dtype) for v in values])
+
+
+def drpo_loss(
+    objective: torch.Tensor,
+    kl_sum: torch.Tensor,
+    totals: torch.Tensor,
+    *,
+    beta: float,
+    delta: float,
+    world_size: int = 1,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One process's DRPO loss when a micro-batch is split over ``world_size`` data-parallel processes.
+
+    The loss of the whole (gathered) micro-batch, as the official code computes it (``all_gather`` across
+    GPUs, then one hinge):
+
+        L = −(1/G) Σ_{all groups} J + (β/2)·[KL − δ]_+²,   KL = (Σ_{all tokens} log π_old − log π_θ) / N
+
+    with G groups and N masked tokens over all processes. ``objective``: this process's J per group (G_p,);
+    ``kl_sum``: Σ over its masked tokens of log π_old − log π_θ (both differentiable); ``totals``: the
+    sum over processes of :func:`local_totals` (detached). Data-parallel engines (DDP, ZeRO, FSDP) *average*
+    the processes' gradients, so each process returns
+
+        ℓ_p = W·(−Σ_{its groups} J / G + β[KL − δ]_+ · kl_sum_p / N) + c
+
+    whose gradient averaged over the W processes is ∇L (the hinge's slope β[KL − δ]_+ = dL/dKL is a
+    constant of the whole micro-batch), and c = (β/2)[KL − δ]_+² − β[KL − δ]_+·KL (detached) makes the mean
+    of the ℓ_p over processes equal L itself (what the Trainer logs). With one process ℓ = L.
+    Returns ℓ_p and the micro-batch's ``objective`` (mean J), ``kl`` and ``kl_penalty``.
+    """
+    n_groups = totals[1].clamp(min=1.0)
+    n_tokens = totals[3].clamp(min=1.0)
+    mean_objective = totals[0] / n_groups
+    kl = totals[2] / n_tokens
+    penalty = kl_hinge_penalty(kl, beta=beta, delta=delta)
+    slope = beta * torch.clamp(kl - delta, min=0.0)
+    local = -objective.sum() / n_groups + slope * kl_sum / n_tokens
+    loss = world_size * local + (penalty - slope * kl)
+    return loss, {"objective": mean_objective, "kl": kl, "kl_penalty": penalty}
 
 
 def length_penalized_rewards(correct: torch.Tensor, lengths: torch.Tensor, *, alpha: float) -> torch.Tensor:

@@ -1,12 +1,18 @@
 """Configuration of the DRPO trainer (arXiv 2510.04474): TRL's GRPOConfig plus the DRPO objective.
 
-Defaults follow the paper's setup for DeepSeek-R1-Distill-Qwen-1.5B: λ = 0.1, τ = 10, β = 1e3, δ = 1e-4,
-learning rate 2e-6, 8 answers per prompt, temperature 0.6, responses up to 8192 tokens, no reference-model
-KL and no entropy bonus. Everything else (vLLM rollouts, generation and batching knobs) is GRPOConfig's.
+Defaults follow the paper's setup for DeepSeek-R1-Distill-Qwen-1.5B and its official config
+(Optimization-AI/DRPO ``scripts/train/run_drpo_1.5b_8k.sh`` on verl): λ = 0.1, τ = 10, β = 1e3, δ = 1e-4,
+learning rate 2e-6 held constant, AdamW weight decay 0.01 (verl's default), 8 answers per prompt,
+temperature 0.6, responses up to 8192 tokens, no reference-model KL and no entropy bonus, and 4 policy
+updates per rollout (``train_batch_size`` 128 prompts, ``ppo_mini_batch_size`` 32, ``ppo_epochs`` 1): with
+one update per rollout π_old = π_θ and the trust region never acts. The baselines ``grpo``/``grpo_lp`` use
+TRL's ``loss_type="grpo"`` (token mean per sequence, then mean over sequences), the paper's GRPO.
+Everything else (vLLM rollouts, generation and batching knobs) is GRPOConfig's.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +23,8 @@ from posttrain.trainers.guards import GuardArguments
 
 # Objectives whose loss is a function of whole groups (each micro-batch must hold complete groups).
 GROUPWISE_OBJECTIVES = ("drpo", "disco")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,8 +89,31 @@ class DRPOConfig(GRPOConfig, GuardArguments):
             "help": "Appended to each problem; None = the paper's 'Let's think step by step …\\boxed{}.'"
         },
     )
+    updates_per_rollout: int = field(
+        default=4,
+        metadata={
+            "help": "Optimizer steps per rollout: steps_per_generation = updates_per_rollout × "
+            "gradient_accumulation_steps, unless steps_per_generation or generation_batch_size is set. The "
+            "paper: 4 (128 prompts per rollout, mini-batches of 32). 1 = on-policy: π_old = π_θ and the trust "
+            "region never acts."
+        },
+    )
     # Paper defaults that differ from GRPOConfig's.
     learning_rate: float = field(default=2e-6, metadata={"help": "Paper: 2e-6 (1.5B), 1e-6 (7B)."})
+    lr_scheduler_type: str = field(
+        default="constant",
+        metadata={"help": "Constant, as verl's default (warmup_style constant) in the paper."},
+    )
+    weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay; 0.01 as verl's actor optimizer."}
+    )
+    loss_type: str = field(
+        default="grpo",
+        metadata={
+            "help": "grpo/grpo_lp baselines only: TRL's loss_type; 'grpo' (token mean per sequence, then mean over "
+            "sequences) is the DRPO paper's GRPO; TRL's own default is 'dapo'. drpo/disco ignore it."
+        },
+    )
     temperature: float = field(
         default=0.6, metadata={"help": "Sampling temperature (also divides the logits)."}
     )
@@ -115,8 +146,31 @@ class DRPOConfig(GRPOConfig, GuardArguments):
                     "mask_truncated_completions",
                     f"not supported with objective '{self.objective}': a fully masked answer has no score",
                 )
+        if self.objective in GROUPWISE_OBJECTIVES and self.beta != 0:
+            raise ConfigFieldError(
+                "beta",
+                f"a reference-model KL is not implemented for objective '{self.objective}' (the paper uses none; "
+                f"its trust region is trust_region_beta/delta), got {self.beta}",
+            )
+        if self.updates_per_rollout < 1:
+            raise ConfigFieldError("updates_per_rollout", f"must be ≥ 1, got {self.updates_per_rollout}")
+        if self.steps_per_generation is None and self.generation_batch_size is None:
+            self.steps_per_generation = self.updates_per_rollout * self.gradient_accumulation_steps
         self.remove_unused_columns = False
         super().__post_init__()
+        if (
+            self.objective in GROUPWISE_OBJECTIVES
+            and self.trust_region_beta > 0
+            and not self.leaves_old_policy
+        ):
+            logger.warning(
+                "DRPO: one policy update per rollout (steps_per_generation %d × num_iterations %d divides "
+                "gradient_accumulation_steps %d), so π_old = π_θ, KL = 0 and the trust region never acts; "
+                "the paper takes 4 updates per rollout (updates_per_rollout: 4)",
+                self.steps_per_generation,
+                self.num_iterations,
+                self.gradient_accumulation_steps,
+            )
         every = self.rollout_boundary_steps
         if self.save_strategy == "steps" and self.save_steps >= 1 and self.save_steps % every:
             raise ConfigFieldError(
@@ -134,6 +188,12 @@ class DRPOConfig(GRPOConfig, GuardArguments):
                     f"must be a multiple of num_generations_eval ({k_eval}) when evaluating, "
                     f"got {self.per_device_eval_batch_size}",
                 )
+
+    @property
+    def leaves_old_policy(self) -> bool:
+        """Whether the policy can move between a rollout and its last update, i.e. a rollout spans more than
+        one optimizer step; otherwise every micro-step is on-policy (TRL then computes no π_old at all)."""
+        return self.gradient_accumulation_steps % (self.steps_per_generation * self.num_iterations) != 0
 
     @property
     def rollout_boundary_steps(self) -> int:

@@ -30,10 +30,10 @@ from trl.trainer.utils import split_tensor_dict
 
 from posttrain.checkpoints import CheckpointMixin
 from posttrain.losses.drpo import (
+    drpo_loss,
     drpo_objective,
-    kl_hinge_penalty,
     length_penalized_rewards,
-    token_mean_kl,
+    local_totals,
 )
 from posttrain.trainers.drpo_config import GROUPWISE_OBJECTIVES, DRPOConfig
 from posttrain.trainers.guards import NonFiniteGuardMixin
@@ -58,6 +58,13 @@ def shuffle_groups(batch: dict[str, Any], group_size: int, generator: torch.Gene
         return [value[i] for i in perm.tolist()]
 
     return {key: permute(value) for key, value in batch.items()}
+
+
+def truncation_flags(completion_ids: list[list[int]], stop_ids) -> list[bool]:
+    """Per completion: True when it was cut at the length limit, i.e. its last token is not an end-of-sequence
+    or pad token (TRL's rule for ``completions/clipped_ratio``); an empty completion is not truncated."""
+    stops = {int(t) for t in stop_ids if t is not None}
+    return [bool(len(ids)) and int(ids[-1]) not in stops for ids in completion_ids]
 
 
 def _is_scalar(value) -> bool:
@@ -115,6 +122,11 @@ class DRPOTrainer(CheckpointMixin, NonFiniteGuardMixin, GRPOTrainer):
     # -- rollouts: correctness, lengths, baseline advantages, metrics ---------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # every reward function sees which completions were cut at the length limit (math_correctness
+        # grades them wrong, as the official DRPO reward does); TRL's rule of completions/clipped_ratio
+        stops = [*self.eos_token_ids, self._tokenizer.pad_token_id]
+        flags = truncation_flags(completion_ids_list, stops)
+        inputs = [{**example, "truncated": flag} for example, flag in zip(inputs, flags)]
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._gathered_rewards = rewards  # (all processes' rows, n_funcs), in process order
         return rewards
@@ -204,14 +216,26 @@ class DRPOTrainer(CheckpointMixin, NonFiniteGuardMixin, GRPOTrainer):
         )
         old = inputs.get("old_per_token_logps")
         old = logps.detach() if old is None else old
-        kl = token_mean_kl(old, logps, mask)
-        penalty = kl_hinge_penalty(kl, beta=self.args.trust_region_beta, delta=self.args.trust_region_delta)
-        loss = -objective.mean() + penalty
+        # the trust region and the objective's mean span the micro-batch of all processes, as in the official
+        # code (which all-gathers it): sums and counts are reduced across processes before the hinge
+        kl_sum = ((old - logps) * maskf).sum()
+        totals = local_totals(objective, kl_sum, maskf.sum())
+        world = self.accelerator.num_processes
+        if world > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        loss, parts = drpo_loss(
+            objective,
+            kl_sum,
+            totals,
+            beta=self.args.trust_region_beta,
+            delta=self.args.trust_region_delta,
+            world_size=world,
+        )
 
-        stats = torch.stack([objective.mean(), kl, penalty, scores.mean()]).detach().float()
-        stats = self.accelerator.gather(stats.unsqueeze(0)).mean(dim=0).tolist()
-        for name, value in zip(("objective", "kl", "kl_penalty", "score_mean"), stats):
-            self._metrics[mode][name].append(value)
+        score_mean = self.accelerator.gather(scores.mean().detach().float().unsqueeze(0)).mean().item()
+        for name in ("objective", "kl", "kl_penalty"):
+            self._metrics[mode][name].append(parts[name].item())
+        self._metrics[mode]["score_mean"].append(score_mean)
         normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
         return loss / normalizer
 
