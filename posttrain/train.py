@@ -9,15 +9,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import time
 from pathlib import Path
 
 import yaml
+from transformers import TrainerCallback
 
 from posttrain.checkpoints import GracefulStop, last_complete_checkpoint, resume_point
 from posttrain.errors import IncompleteRun, UserError
 from posttrain.methods import get_method
+from posttrain.model_card import CardContext, first_and_last, write_card
 from posttrain.recipe import load_recipe
+from posttrain.tracking import apply_run_defaults
 
 # fields a resumed run may change (e.g. train longer, log more often); anything else must match the
 # recipe the checkpoints were trained with
@@ -34,13 +38,41 @@ _RESUMABLE_CHANGES = {
 }
 
 
+class LogFirstAndLastStep(TrainerCallback):
+    """Log the first and the last step whatever ``logging_steps`` says (unless logging is off), so a run
+    shorter than ``logging_steps`` still has a loss, the summary a first and last value, and the curves
+    their end points. The first step is TrainingArguments' ``logging_first_step``; the last needs this."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.logging_strategy == "no":
+            return control
+        if state.global_step == 1 or state.global_step >= state.max_steps or control.should_training_stop:
+            control.should_log = True
+        return control
+
+
+def reward_keys(rows: list[dict]) -> list[str]:
+    """The reward and its components (one per reward function, ``rewards/NAME/mean``) in RL logs."""
+    components = sorted({k for row in rows for k in row if k.startswith("rewards/") and k.endswith("/mean")})
+    return (["reward"] if any("reward" in row for row in rows) else []) + components
+
+
 def _plot_curves(log_history: list[dict], path: Path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = ("loss", "margin", "accuracy", "bc_loss", "length/correct_mean", "length/incorrect_mean")
+    train_rows = [row for row in log_history if "loss" in row]
+    curves = (
+        "loss",
+        *reward_keys(train_rows),
+        "margin",
+        "accuracy",
+        "bc_loss",
+        "length/correct_mean",
+        "length/incorrect_mean",
+    )
     keys = [k for k in curves if any(row.get(k) is not None for row in log_history)]
     if not keys:
         return False
@@ -115,6 +147,40 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
+def is_main_process() -> bool:
+    """Whether this is the first process of a launch (``accelerate launch`` / torchrun set ``RANK``), known
+    before any accelerator exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def quiet_unless_main() -> bool:
+    """Under a multi-process launch, silence progress bars and warnings on every process but the first, so
+    each prints once (errors still print everywhere). Returns whether this is the main process."""
+    if is_main_process():
+        return True
+    import logging
+    import warnings
+
+    import datasets
+    import transformers
+
+    warnings.simplefilter("ignore")
+    logging.getLogger().setLevel(logging.ERROR)
+    for name in ("posttrain", "accelerate", "trl", "peft", "deepspeed", "DeepSpeed", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    import functools
+
+    import tqdm
+
+    # every other tqdm bar (data loading, evaluation, libraries), unless a caller passes disable itself
+    tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
+    return False
+
+
 def _changed_fields(before: dict, now: dict) -> list[str]:
     changed = []
     for section in sorted(set(before) | set(now)):
@@ -151,12 +217,19 @@ def _check_resumable(out: Path, recipe) -> None:
 
 def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) -> dict:
     """Train a recipe; returns the run summary (also written to ``output_dir/run_summary.json``)."""
+    progress = quiet_unless_main() and progress
     recipe = load_recipe(recipe_name, [*overrides, *cpu_multiprocess_overrides()])
     method = get_method(recipe.method)
     args = method.build_config(recipe)
     start = time.time()
     trainer, reports = method.setup()(recipe, args, progress=progress)
     main = trainer.is_world_process_zero()
+    card = CardContext(
+        recipe=recipe,
+        command=" ".join(["posttrain", "train", shlex.quote(recipe_name), *map(shlex.quote, overrides)]),
+        data=[r.summary() for r in reports],
+    )
+    trainer.posttrain_card = card  # the card push_to_hub and TRL's checkpoint saves write
     if main:
         for report in reports:
             print(f"[posttrain] data {report.summary()}", flush=True)
@@ -168,11 +241,13 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         print(f"[posttrain] resuming from {resume} (rerun of an interrupted run)", flush=True)
     stop = GracefulStop(every=getattr(trainer, "checkpoint_every", 1))
     trainer.add_callback(stop)
+    trainer.add_callback(LogFirstAndLastStep())
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yaml").write_text(
             f"# resolved from {recipe.source}\n" + yaml.safe_dump(recipe.to_dict(), sort_keys=False)
         )
+    apply_run_defaults(args)
     result = trainer.train(resume_from_checkpoint=resume)
     if stop.stopped_at is not None and trainer.state.global_step < trainer.state.max_steps:
         trainer.accelerator.wait_for_everyone()
@@ -194,7 +269,7 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
     unset_hf_deepspeed_config()
     history = trainer.state.log_history
     train_logs = [row for row in history if "loss" in row]
-    first, last = (train_logs[0], train_logs[-1]) if train_logs else ({}, {})
+    first, last = first_and_last(train_logs)  # per metric: RL metrics are not logged on every step
     summary = {
         "method": recipe.method,
         "model": recipe.model.name_or_path,
@@ -224,6 +299,11 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
 
         summary["evaluate"] = run_after_training(recipe.evaluate, out)
     if main:
+        card.summary = summary
+        kind = "adapter" if lora is not None else "model"
+        summary["model_card"] = str(write_card(out, card, history, kind=kind))
+        if "merged" in summary:
+            write_card(summary["merged"], card, history, kind="merged")
         (out / "run_summary.json").write_text(json.dumps(summary, indent=2))
         (out / "log_history.json").write_text(json.dumps(history, indent=2))
         plotted = _plot_curves(history, out / "training_curves.png")
@@ -234,6 +314,7 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         ]
         shown = (
             "loss",
+            *reward_keys(train_logs),
             "accuracy",
             "margin",
             "logps/chosen",
@@ -246,6 +327,8 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
                 rows.append(
                     (key, f"{_fmt(first.get(key, float('nan')))} → {_fmt(last.get(key, float('nan')))}")
                 )
+        if not train_logs:  # logging off (logging_strategy: no): the mean over the run is all there is
+            rows.append(("loss (mean over the run)", _fmt(result.training_loss)))
         evaluated = summary.get("evaluate", {})
         for key in ("binary_accuracy", "pairwise_accuracy"):
             if key in evaluated.get("principles", {}):
@@ -260,5 +343,5 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
         rows.append(("saved", str(out)))
         if plotted:
             rows.append(("curves", str(out / "training_curves.png")))
-        print("\n[posttrain] run summary (first → last logged step)\n" + summary_table(rows), flush=True)
+        print("\n[posttrain] run summary (first → last logged value)\n" + summary_table(rows), flush=True)
     return summary
