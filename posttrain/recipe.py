@@ -325,6 +325,7 @@ def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: b
         where=where,
     )
     recipe.source = where
+    check_training_values(recipe, where)
     method.build_config(recipe, hardware_neutral=True)  # cross-field checks; nothing is written
     # Resolved: the method section lists every hyperparameter, defaults included. Defaults are the declared
     # ones, not values __post_init__ derived (e.g. GRPO's generation_batch_size depends on the world size and
@@ -336,6 +337,108 @@ def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: b
     if check_files:
         _check_files(recipe, where)
     return recipe
+
+
+# pip package of each tracker transformers can report to (training.report_to)
+TRACKER_PACKAGES = {
+    "azure_ml": "azureml-core",
+    "clearml": "clearml",
+    "codecarbon": "codecarbon",
+    "comet_ml": "comet_ml",
+    "dagshub": "dagshub",
+    "dvclive": "dvclive",
+    "flyte": "flytekit",
+    "kubeflow": "kubeflow",
+    "mlflow": "mlflow",
+    "neptune": "neptune",
+    "swanlab": "swanlab",
+    "tensorboard": "tensorboard",
+    "trackio": "trackio",
+    "wandb": "wandb",
+}
+
+
+def check_report_to(value: Any, where: str) -> None:
+    """``training.report_to`` names trackers that exist and are installed (else the Trainer fails after the
+    model has loaded); the message says what to install."""
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    names = [value] if isinstance(value, str) else list(value or [])
+    installed = set(get_available_reporting_integrations())
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise UserError(
+                f"{where}: training.report_to: unknown tracker '{name}'{did_you_mean(name, INTEGRATION_TO_CALLBACK)}"
+                f"; one of: none, all, {', '.join(sorted(INTEGRATION_TO_CALLBACK))}"
+            )
+        if name not in installed:
+            package = TRACKER_PACKAGES.get(name, name)
+            raise UserError(
+                f"{where}: training.report_to: tracker '{name}' is not installed (pip install {package}), "
+                "or set report_to: none"
+            )
+
+
+def _check_output_dir(path_str: str, where: str) -> None:
+    path = Path(path_str).expanduser()
+    too_long = [part for part in path.parts if len(part.encode()) > 255]
+    if too_long or len(str(path.absolute()).encode()) > 4000:
+        raise UserError(
+            f"{where}: output_dir: too long for the filesystem (a name is at most 255 bytes, a path 4000): "
+            f"{path_str[:60]}..."
+        )
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "exists and is a file" if parent == path else f"is under a file ({parent})"
+                raise UserError(f"{where}: output_dir: {path_str} {what}; give a folder path")
+            break
+
+
+def check_training_values(recipe: Recipe, where: str) -> None:
+    """Values that pass their type check but would stop a run after the model loaded: counts that must be
+    at least 1, evaluation without eval data, checkpoints that are never written, an unknown attention
+    implementation, an uninstalled tracker, an output_dir that cannot be a folder."""
+    training = recipe.training
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = training.get(key)
+        if value is not None and value < 1:
+            raise UserError(f"{where}: training.{key}: must be at least 1 (got {value})")
+    eval_strategy = str(
+        getattr(training.get("eval_strategy"), "value", training.get("eval_strategy") or "no")
+    )
+    if eval_strategy != "no" and recipe.data.eval is None:
+        raise UserError(
+            f"{where}: training.eval_strategy: '{eval_strategy}' needs evaluation data: add data.eval, "
+            "or set eval_strategy: no"
+        )
+    save_strategy = str(
+        getattr(training.get("save_strategy"), "value", training.get("save_strategy") or "steps")
+    )
+    save_steps = training.get("save_steps")
+    if save_strategy == "steps" and save_steps is not None and save_steps <= 0:
+        raise UserError(
+            f"{where}: training.save_steps: must be above 0 with save_strategy: steps (got {save_steps}: no "
+            "checkpoint would ever be written, so the run could not resume); or set save_strategy: no"
+        )
+    if "report_to" in training:
+        check_report_to(training["report_to"], where)
+    attn = recipe.model.attn_implementation
+    if attn is not None and "/" not in attn:  # owner/name: a hub kernel, resolved when the model loads
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        known = {"eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()}
+        if attn not in known:
+            raise UserError(
+                f"{where}: model.attn_implementation: unknown '{attn}'{did_you_mean(attn, known)}; "
+                f"one of: {', '.join(sorted(known))}, or a hub kernel (owner/name)"
+            )
+    _check_output_dir(recipe.output_dir, where)
 
 
 def _declared_defaults(config_cls) -> dict[str, Any]:

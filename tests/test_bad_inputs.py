@@ -23,7 +23,10 @@ PRINCIPLES = str(ROOT / "data" / "rlbff" / "principles_test.jsonl")
 
 def tree(path: Path) -> dict[str, bytes] | None:
     """Every file under ``path`` with its bytes (None if ``path`` is absent): "nothing written" compares it."""
-    if not path.exists():
+    try:
+        if not path.exists():
+            return None
+    except OSError:  # e.g. a name too long for the filesystem: nothing can be there
         return None
     if path.is_file():
         return {"": path.read_bytes()}
@@ -211,3 +214,78 @@ def test_broken_model_subprocess_stderr_is_one_line(tmp_path, tiny_model_dir):
         run_cli("train", str(recipe), cwd=tmp_path), "model.name_or_path", "HF_HUB_OFFLINE"
     )
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Values that passed validate and stopped the run after the model loaded: now refused by validate
+
+
+def _long_dir(tmp: Path) -> str:
+    return str(tmp / ("x" * 300))
+
+
+def _file_dir(tmp: Path) -> str:
+    (tmp / "a-file").write_text("not a folder")
+    return str(tmp / "a-file")
+
+
+VALUES_CHECKED_BEFORE_LOAD = {
+    "batch-size-0": ({"training.per_device_train_batch_size": 0}, ["training.per_device_train_batch_size"]),
+    "eval-batch-size-0": (
+        {"training.per_device_eval_batch_size": 0},
+        ["training.per_device_eval_batch_size"],
+    ),
+    "grad-accumulation-0": (
+        {"training.gradient_accumulation_steps": 0},
+        ["training.gradient_accumulation_steps"],
+    ),
+    "eval-steps-without-eval-data": (
+        {"training.eval_strategy": "steps", "data.eval": None},
+        ["training.eval_strategy", "data.eval"],
+    ),
+    "unknown-attn-implementation": (
+        {"model.attn_implementation": "flash_atention_2"},
+        ["model.attn_implementation"],
+    ),
+    "unknown-tracker": ({"training.report_to": "wandbb"}, ["training.report_to", "unknown tracker 'wandbb'"]),
+    "uninstalled-tracker": (
+        {"training.report_to": ["none", "posttrain_test_tracker"]},
+        [
+            "training.report_to",
+            "'posttrain_test_tracker' is not installed",
+            "pip install posttrain-test-tracker",
+        ],
+    ),
+    "output-dir-too-long": ({"output_dir": _long_dir}, ["output_dir", "too long"]),
+    "output-dir-is-a-file": ({"output_dir": _file_dir}, ["output_dir", "a-file", "is a file"]),
+    "save-steps-0": ({"training.save_strategy": "steps", "training.save_steps": 0}, ["training.save_steps"]),
+}
+
+
+@pytest.fixture
+def fake_uninstalled_tracker(monkeypatch):
+    """A tracker transformers knows of but is not installed here (whatever trackers this machine has)."""
+    from transformers.integrations import integration_utils
+
+    from posttrain import recipe
+
+    monkeypatch.setitem(integration_utils.INTEGRATION_TO_CALLBACK, "posttrain_test_tracker", object)
+    monkeypatch.setitem(recipe.TRACKER_PACKAGES, "posttrain_test_tracker", "posttrain-test-tracker")
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize("case", list(VALUES_CHECKED_BEFORE_LOAD))
+def test_values_checked_before_load(
+    tmp_path, capsys, monkeypatch, tiny_model_dir, fake_uninstalled_tracker, case, command
+):
+    changes, expected = VALUES_CHECKED_BEFORE_LOAD[case]
+    changes = {k: v(tmp_path) if callable(v) else v for k, v in changes.items()}
+    out = Path(changes.get("output_dir", tmp_path / "run"))
+    before = tree(out)
+    recipe = make_recipe(tmp_path, {"model.name_or_path": str(tiny_model_dir), **changes})
+    # the model must never be read: a broken one would be named first otherwise
+    import posttrain.models
+
+    monkeypatch.setattr(posttrain.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    cli_error(capsys, [command, str(recipe)], str(recipe), *expected)
+    assert tree(out) == before
