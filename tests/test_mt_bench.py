@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -266,22 +267,92 @@ def test_pairwise_outcomes_by_hand():
         j(1, 2, "model_1", "model_2"),  # orders disagree: tie
         j(2, 1, "model_2", "model_2"),  # loss
         j(2, 2, "tie", "tie"),  # tie
-        j(3, 1, "error", "model_1"),  # no verdict in one order: tie
+        j(3, 1, "error", "model_1"),  # no verdict in one order: dropped, as FastChat's show_result
         j(3, 2, "model_1", "model_1"),  # win
     ]
-    assert [mtb.pair_outcome(r) for r in rows] == ["win", "tie", "loss", "tie", "tie", "win"]
+    assert [mtb.pair_outcome(r) for r in rows] == ["win", "tie", "loss", "tie", "dropped", "win"]
     s = mtb.summarize_pairwise(rows, {1: "writing", 2: "math", 3: "stem"}, "m")
     assert s["overall"] == {
-        "judged": 6,
+        "judged": 5,
         "win": 2,
         "loss": 1,
-        "tie": 3,
-        "win_rate": pytest.approx(2 / 6),
-        "win_rate_adjusted": pytest.approx(3.5 / 6),
+        "tie": 2,
+        "win_rate": pytest.approx(2 / 5),
+        "win_rate_adjusted": pytest.approx(3 / 5),
     }
-    assert s["turn_1"]["win"] == 1 and s["turn_1"]["loss"] == 1 and s["turn_1"]["tie"] == 1
-    assert s["categories"] == {"writing": 0.75, "math": 0.25, "stem": 0.75}
-    assert s["counts"]["no_verdict"] == 1 and s["baseline"] == "base"
+    assert s["turn_1"]["win"] == 1 and s["turn_1"]["loss"] == 1 and s["turn_1"]["tie"] == 0
+    assert s["categories"] == {"writing": 0.75, "math": 0.25, "stem": 1.0}
+    assert s["counts"] == {"expected": 6, "judged": 6, "dropped": 1, "missing": 0}
+    assert s["baseline"] == "base"
+
+
+def _fastchat_show_result_pairwise(rows: list[dict], baseline: str) -> dict[str, dict[str, float]]:
+    """FastChat's ``display_result_pairwise`` (fastchat/llm_judge/show_result.py), its pandas written out:
+    drop games with an error in either order; a tie in the first order or disagreeing orders is a tie for
+    both models; else a win for one and a loss for the other; rates per model, the baseline removed."""
+    rows = [r for r in rows if r["g1_winner"] != "error" and r["g2_winner"] != "error"]
+    table: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if baseline not in (row["model_1"], row["model_2"]):
+            continue
+        if row["g1_winner"] == "tie" or row["g1_winner"] != row["g2_winner"]:
+            results = [(row["model_1"], "tie"), (row["model_2"], "tie")]
+        elif row["g1_winner"] == "model_1":
+            results = [(row["model_1"], "win"), (row["model_2"], "loss")]
+        else:
+            results = [(row["model_2"], "win"), (row["model_1"], "loss")]
+        for model, outcome in results:
+            counts = table.setdefault(model, {"win": 0, "loss": 0, "tie": 0})
+            counts[outcome] += 1
+    out = {}
+    for model, c in table.items():
+        if model == baseline:
+            continue
+        n = c["win"] + c["loss"] + c["tie"]
+        out[model] = {"win_rate": c["win"] / n, "win_rate_adjusted": (c["win"] + 0.5 * c["tie"]) / n}
+    return out
+
+
+def test_pairwise_win_rates_equal_fastchats_on_a_judgment_file_with_errors(tmp_path):
+    """On the same ``_pair.jsonl`` (written in FastChat's format, verdicts including ``error`` in either
+    order), the win rates equal FastChat show_result's; the dropped games are reported."""
+    rng = random.Random(0)
+    verdicts, weights = ["model_1", "model_2", "tie", "error"], [5, 3, 1, 1]
+    rows = []
+    for qid in range(1, 21):
+        for turn in (1, 2):
+            g1, g2 = rng.choices(verdicts, weights, k=2)
+            rows.append(
+                {
+                    "question_id": qid,
+                    "model_1": "policy",
+                    "model_2": "base",
+                    "g1_winner": g1,
+                    "g2_winner": g2,
+                    "judge": ["j", "pair-v2"],
+                    "turn": turn,
+                }
+            )
+    path = tmp_path / "j_pair.jsonl"
+    _write_jsonl(path, rows)
+    read = mtb.read_jsonl(path)
+    categories = {qid: ("math" if qid % 2 else "writing") for qid in range(1, 21)}
+    ours = mtb.summarize_pairwise(read, categories, "policy")
+    theirs = _fastchat_show_result_pairwise(read, "base")["policy"]
+    assert ours["overall"]["win_rate"] == pytest.approx(theirs["win_rate"])
+    assert ours["overall"]["win_rate_adjusted"] == pytest.approx(theirs["win_rate_adjusted"])
+    errors = sum("error" in (r["g1_winner"], r["g2_winner"]) for r in rows)
+    assert 0 < errors < len(rows)
+    assert min(ours["overall"][k] for k in ("win", "loss", "tie")) > 0  # the file has every kind of game
+    assert ours["counts"]["dropped"] == errors and ours["overall"]["judged"] == len(rows) - errors
+    # per turn too (FastChat's show_result on the rows of one turn)
+    for turn in (1, 2):
+        one = _fastchat_show_result_pairwise([r for r in read if r["turn"] == turn], "base")["policy"]
+        assert ours[f"turn_{turn}"]["win_rate_adjusted"] == pytest.approx(one["win_rate_adjusted"])
+    # counting an unparseable verdict as a tie (the old rule) would give another number on this file
+    as_ties = [dict(r, g1_winner="tie") if "error" in (r["g1_winner"], r["g2_winner"]) else r for r in read]
+    old = _fastchat_show_result_pairwise(as_ties, "base")["policy"]["win_rate"]
+    assert old != pytest.approx(ours["overall"]["win_rate"])
 
 
 # ----------------------------------------------------------------------------------------------- data

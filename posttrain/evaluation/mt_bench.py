@@ -19,9 +19,11 @@ counted (``unparseable``). Scores: mean over valid turn-1 judgments, over turn-2
 (``overall``, FastChat's headline number), and per category (both turns).
 
 Pairwise mode (``mode="pairwise"``) compares the answers with a baseline's (FastChat answer file) using the
-``pair-v2`` / ``pair-math-v1`` prompts (and their multi-turn variants) in both orders; a verdict counts only
-when both orders agree on the same model, otherwise (disagreement, tie ``[[C]]``, or no verdict) it is a tie.
-Win rate = wins / judged, adjusted win rate = (wins + ties / 2) / judged.
+``pair-v2`` / ``pair-math-v1`` prompts (and their multi-turn variants) in both orders, counted as
+FastChat's ``show_result.py`` counts them: a game whose verdict in either order is unparseable (``error``: no
+``[[A]]``/``[[B]]``/``[[C]]``) is dropped and counted (``counts.dropped``); of the others, a game is a win or
+a loss when both orders name the same model, otherwise (disagreement, or a tie ``[[C]]`` in the first order)
+a tie. Win rate = wins / games kept, adjusted win rate = (wins + ties / 2) / games kept.
 
 Files (``out_dir``), FastChat's layout so ``show_result.py --judge-model <judge>`` reads them:
 
@@ -351,16 +353,22 @@ def summarize_single(judgments: Sequence[dict], categories: dict[int, str], mode
 
 
 def pair_outcome(judgment: dict) -> str:
-    """``win`` / ``loss`` / ``tie`` for ``model_1``: both orders must name the same model; anything else
-    (disagreement, a tie, no verdict) is a tie."""
+    """``win`` / ``loss`` / ``tie`` for ``model_1``, or ``dropped``: FastChat's ``show_result.py`` drops a game
+    with an ``error`` verdict in either order; otherwise both orders must name the same model, and anything
+    else (disagreement, a tie) is a tie."""
     g1, g2 = judgment["g1_winner"], judgment["g2_winner"]
+    if "error" in (g1, g2):
+        return "dropped"
     if g1 == g2 and g1 in ("model_1", "model_2"):
         return "win" if g1 == "model_1" else "loss"
     return "tie"
 
 
 def summarize_pairwise(judgments: Sequence[dict], categories: dict[int, str], model: str) -> dict[str, Any]:
-    rows = [j for j in judgments if j["model_1"] == model and j["question_id"] in categories]
+    """Win / loss / tie counts and rates per turn, overall and per category (adjusted win rate), over the
+    games :func:`pair_outcome` keeps; ``counts.dropped``: games dropped for an unparseable verdict."""
+    written = [j for j in judgments if j["model_1"] == model and j["question_id"] in categories]
+    rows = [j for j in written if pair_outcome(j) != "dropped"]
 
     def rates(subset: Sequence[dict]) -> dict[str, Any]:
         outcomes = [pair_outcome(j) for j in subset]
@@ -376,9 +384,8 @@ def summarize_pairwise(judgments: Sequence[dict], categories: dict[int, str], mo
         }
 
     order = list(dict.fromkeys(categories.values()))
-    errors = sum((j["g1_winner"] == "error") + (j["g2_winner"] == "error") for j in rows)
     return {
-        "baseline": rows[0]["model_2"] if rows else None,
+        "baseline": written[0]["model_2"] if written else None,
         "turn_1": rates([j for j in rows if j["turn"] == 1]),
         "turn_2": rates([j for j in rows if j["turn"] == 2]),
         "overall": rates(rows),
@@ -388,9 +395,9 @@ def summarize_pairwise(judgments: Sequence[dict], categories: dict[int, str], mo
         },
         "counts": {
             "expected": 2 * len(categories),
-            "judged": len(rows),
-            "no_verdict": errors,
-            "missing": 2 * len(categories) - len(rows),
+            "judged": len(written),
+            "dropped": len(written) - len(rows),
+            "missing": 2 * len(categories) - len(written),
         },
     }
 
@@ -763,8 +770,8 @@ def format_table(results: dict) -> str:
             ],
         ]
         notes = (
-            f"{counts['judged']} of {counts['expected']} pairs judged in both orders; "
-            f"{counts['no_verdict']} verdicts unparseable (tie), {counts['missing']} missing"
+            f"{counts['judged']} of {counts['expected']} pairs judged in both orders; {counts['dropped']} "
+            f"dropped (a verdict unparseable, as FastChat's show_result), {counts['missing']} missing"
         )
     title = f"{results.get('model_id')} judged by {results.get('judge_id')} ({results['mode']})"
     return "\n".join([title, *aligned_table(header, groups), notes])
