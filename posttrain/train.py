@@ -166,8 +166,10 @@ def quiet_unless_main() -> bool:
 
     warnings.simplefilter("ignore")
     logging.getLogger().setLevel(logging.ERROR)
-    for name in ("posttrain", "accelerate", "trl", "peft", "deepspeed", "DeepSpeed", "torch"):
+    for name in ("posttrain", "accelerate", "trl", "peft", "deepspeed", "DeepSpeed", "torch", "vllm"):
+        # a filter, not only the level: DeepSpeed sets its logger's level when it is imported (later)
         logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.ERROR)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     datasets.utils.logging.set_verbosity_error()

@@ -239,3 +239,32 @@ print("done")
         assert proc.returncode == 0, proc.stderr[-2000:]
         for marker in ("BAR", "WARNED", "TFWARN", "PTWARN"):
             assert (marker in proc.stderr) is not quiet, (rank, marker, proc.stderr[-2000:])
+
+
+@pytest.mark.distributed
+def test_two_process_launch_prints_each_bar_and_warning_once(tiny_model_dir, tmp_path):
+    """Under accelerate launch (2 CPU processes) the model-loading bar, DeepSpeed's accelerator warning and
+    the data report appear once, not once per process."""
+    out = tmp_path / "out"
+    recipe = _cpl_recipe(
+        tmp_path,
+        tiny_model_dir,
+        out,
+        "max_steps: 2, logging_steps: 1, per_device_train_batch_size: 4, save_strategy: 'no', report_to: none",
+    )
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    proc = subprocess.run(
+        [accelerate, "launch", "--config_file", str(ROOT / "launch" / "cpu_2proc.yaml")]
+        + ["--main_process_port", "0", "-m", "posttrain", "train", str(recipe)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "run_summary.json").read_text())["world_size"] == 2
+    text = (proc.stdout + proc.stderr).replace("\r", "\n")
+    assert len([line for line in text.splitlines() if line.startswith("Loading weights: 100%")]) == 1
+    assert text.count("Setting accelerator to CPU") <= 1
+    assert text.count("[posttrain] data ") == 1 and text.count("run summary") == 1
