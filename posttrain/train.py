@@ -340,7 +340,9 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
             rows.append(("held-out pass@1", _fmt(average["pass@1"])))
             rows.append(("held-out mean length", _fmt(average["mean_length"])))
         if "overall" in evaluated.get("rm_bench", {}):
-            rows.append(("RM-Bench overall avg", _fmt(evaluated["rm_bench"]["overall"]["avg"])))
+            # in % as RM-Bench reports it (its table and chart); run_summary.json keeps the fraction
+            avg = evaluated["rm_bench"]["overall"]["avg"]
+            rows.append(("RM-Bench overall avg", f"{100 * avg:.1f} %" if math.isfinite(avg) else str(avg)))
         rows.append(("runtime", f"{summary['train_runtime_s']} s"))
         rows.append(("saved", str(out)))
         if plotted:

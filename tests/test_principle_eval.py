@@ -108,3 +108,23 @@ def test_results_files_and_table(tmp_path):
     contrarian = next(line for line in lines if line.startswith("contrarian"))
     assert contrarian.split("|")[1].strip() == "0.000"
     assert lines[-1].startswith("pairwise rm − bt: +0.000")
+
+
+def test_intervals_from_few_contexts_carry_a_warning():
+    """3 contexts: the bootstrap interval is printed with a small-sample warning (and stored with it)."""
+    from posttrain.evaluation.principles import SMALL_SAMPLE_CONTEXTS, format_principles
+
+    s = summarize(SCORED, "yes_no")
+    assert s["contexts"] == 3 and "only 3 contexts" in s["small_sample_warning"]
+    assert "only 3 contexts" in compare(SCORED, SCORED)["small_sample_warning"]
+    first = format_table({"rm": s}).splitlines()[0]
+    assert first.startswith("9 records") and "only 3 contexts" in first and "rough" in first
+    assert "intervals are rough" in format_principles(s)
+    many = [
+        _item(f"ctx{i}", "P", label, reward)
+        for i in range(SMALL_SAMPLE_CONTEXTS)
+        for label, reward in ((1, 1.0), (0, -1.0))
+    ]
+    big = summarize(many, "yes_no")
+    assert big["contexts"] == SMALL_SAMPLE_CONTEXTS and "small_sample_warning" not in big
+    assert "only" not in format_table({"rm": big}).splitlines()[0]

@@ -16,6 +16,7 @@ from posttrain.evaluation.rm_bench import (
     load_rm_bench,
     resolve_principles,
     rm_bench_accuracy,
+    tick_labels,
 )
 
 RM_BENCH = SHARED / "benchmarks" / "rm-bench"
@@ -290,6 +291,11 @@ def test_evaluate_end_to_end(tmp_path, rm_dir):
     assert any(line.startswith("safety") for line in lines)
     assert "missing: math" in table
     assert f"{100 * saved['overall']['avg']:.1f}" in table
+    assert lines[0].startswith("RM-Bench accuracy in %")
+    # the chart names n (prompts) under each domain, with the same average as the table
+    labels = tick_labels(saved)
+    assert labels[-1] == f"overall\nn=12\navg {100 * saved['overall']['avg']:.1f}"
+    assert any(label.startswith("safety\nn=6\n") for label in labels)
 
 
 def test_evaluate_checks_scorer_output(rm_dir):

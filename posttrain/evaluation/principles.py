@@ -124,7 +124,10 @@ def summarize(scored: list[dict], form: str) -> dict[str, Any]:
         "pairwise_accuracy": accuracy,
         "pairwise_ci95": interval,
         "form": form,
+        "contexts": len({context_key(it["context"]) for it in scored}),
     }
+    if warning := small_sample_warning(len({p["context"] for p in pairs}) if pairs else result["contexts"]):
+        result["small_sample_warning"] = warning
     if by_family := _by_family([(p["family"], p["win"]) for p in pairs]):
         result["pairwise_accuracy_by_family"] = by_family
     if form != "bradley_terry":
@@ -156,13 +159,30 @@ def compare(scored: list[dict], baseline: list[dict]) -> dict[str, Any]:
     counts_b = _by_context([(p["context"], p["win"]) for p in b])
     diff = (sum(p["win"] for p in a) - sum(p["win"] for p in b)) / len(a)
     replicates = cluster_bootstrap(counts_a, counts_b)
-    return {
+    out = {
         "pairwise_difference": diff,
         "pairwise_difference_ci95": _interval(replicates),
         "p_not_better": float(np.mean(replicates <= 0)),
         "pairs": len(a),
         "contexts": len(counts_a),
     }
+    if warning := small_sample_warning(len(counts_a)):
+        out["small_sample_warning"] = warning
+    return out
+
+
+# A percentile bootstrap over fewer independent clusters than this gives intervals that are too narrow
+# and jumpy; the results carry a warning then.
+SMALL_SAMPLE_CONTEXTS = 30
+
+
+def small_sample_warning(contexts: int) -> str | None:
+    if contexts >= SMALL_SAMPLE_CONTEXTS:
+        return None
+    return (
+        f"warning: only {contexts} contexts: bootstrap intervals from fewer than {SMALL_SAMPLE_CONTEXTS} "
+        "independent contexts are rough (too narrow, and unstable from run to run); use more records"
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -205,6 +225,10 @@ def format_table(summaries: dict[str, dict], comparisons: dict[str, dict] | None
             f"pairwise {name}: {c['pairwise_difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] over {c['pairs']} pairs "
             f"in {c['contexts']} contexts; bootstrap share not better: {c['p_not_better']:.4f}"
         )
+    warnings = [s.get("small_sample_warning") for s in summaries.values()]
+    warnings += [c.get("small_sample_warning") for c in (comparisons or {}).values()]
+    if warned := sorted({w for w in warnings if w}):
+        lines[0] += " — " + "; ".join(warned)  # on the line that introduces the intervals
     return "\n".join(lines)
 
 
@@ -213,6 +237,8 @@ def format_principles(summary: dict) -> str:
     parts = [f"pairwise {_fmt(summary['pairwise_accuracy'])} ({summary['pairs']} pairs)"]
     if "binary_accuracy" in summary:
         parts.append(f"binary {_fmt(summary['binary_accuracy'])} ({summary['records']} records)")
+    if summary.get("small_sample_warning"):
+        parts.append(f"only {summary.get('contexts')} contexts: intervals are rough")
     return ", ".join(parts)
 
 

@@ -377,6 +377,12 @@ def _score_all(
     return scored
 
 
+def tick_labels(results: dict) -> list[str]:
+    """The chart's label under each domain: its name, its number of prompts and its average (%)."""
+    rows = [*results["domains"].items(), ("overall", results["overall"])]
+    return [f"{name}\nn={row.get('count', '?')}\navg {_pct(row['avg'])}" for name, row in rows]
+
+
 def _plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -392,12 +398,12 @@ def _plot(results: dict, path: Path) -> None:
         values = [100 * row[level] for row in rows]
         bars = ax.bar(xs, values, width, label=level)
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
-    ax.set_xticks(range(len(names)), [f"{n}\n({100 * r['avg']:.1f})" for n, r in zip(names, rows)])
+    ax.set_xticks(range(len(names)), tick_labels(results))
     ax.axhline(50, color="grey", linestyle=":", linewidth=1)  # chance for a pairwise comparison
     ax.set_ylim(0, 118)
     ax.set_ylabel("accuracy (%)")
     missing = results.get("domains_missing") or []
-    title = "RM-Bench (avg in brackets)" + (f" — missing: {', '.join(missing)}" if missing else "")
+    title = "RM-Bench accuracy (%)" + (f" — missing: {', '.join(missing)}" if missing else "")
     ax.set_title(title)
     ax.legend(loc="upper center", ncol=len(LEVELS), fontsize=8, frameon=False)
     fig.tight_layout()
@@ -458,7 +464,8 @@ def format_table(results: dict) -> str:
     ]
     overall = results["overall"]
     total = ("overall", str(overall.get("count", "")), *(_pct(overall[k]) for k in (*LEVELS, "avg")))
-    out = aligned_table(header, [rows, [total]])
+    out = ["RM-Bench accuracy in % (results.json holds the same numbers as fractions)"]
+    out += aligned_table(header, [rows, [total]])
     if results.get("domains_missing"):
         out.append(
             f"missing: {', '.join(results['domains_missing'])} (overall = mean over the domains present)"
