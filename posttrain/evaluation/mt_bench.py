@@ -790,6 +790,23 @@ def plot_radar(runs: Sequence[dict], path: str | os.PathLike) -> Path:
     modes = {r["mode"] for r in runs}
     if len(modes) > 1:
         raise UserError("cannot draw single-grading and pairwise results on one chart")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = [str(r.get("label") or r.get("model_id")) for r in runs]
+    labels = [f"{lab} ({i + 1})" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
+    usable = [any(v is not None for v in r["categories"].values()) for r in runs]
+    if not any(usable):
+        # nothing to draw: say so instead of an empty radar whose legend lists runs without values
+        fig = plt.figure(figsize=(6.2, 2.2))
+        lines = [f"MT-Bench: no usable judgments to chart ({', '.join(sorted(modes))} grading)"]
+        lines += [f"{label}: {_counts_note(run)}" for run, label in zip(runs, labels)]
+        fig.text(0.5, 0.5, "\n".join(lines), ha="center", va="center", fontsize=9)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+    skipped = [label for label, ok in zip(labels, usable) if not ok]
+    runs = [run for run, ok in zip(runs, usable) if ok]
+    labels = [label for label, ok in zip(labels, usable) if ok]
     categories: list[str] = []
     for run in runs:
         categories += [c for c in run["categories"] if c not in categories]
@@ -797,8 +814,6 @@ def plot_radar(runs: Sequence[dict], path: str | os.PathLike) -> Path:
     fig = plt.figure(figsize=(6.2, 5.6))
     ax = fig.add_subplot(polar=True)
     top = 10 if modes == {"single"} else 1
-    labels = [str(r.get("label") or r.get("model_id")) for r in runs]
-    labels = [f"{lab} ({i + 1})" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
     for run, label in zip(runs, labels):
         values = [run["categories"].get(c) or 0 for c in categories]
         overall = run["overall"] if run["mode"] == "single" else run["overall"]["win_rate_adjusted"]
@@ -813,9 +828,22 @@ def plot_radar(runs: Sequence[dict], path: str | os.PathLike) -> Path:
     what = "score (1-10)" if top == 10 else "adjusted win rate"
     ax.set_title(f"MT-Bench {what}, judge: {', '.join(sorted(map(str, judges)))}", fontsize=10, pad=18)
     ax.legend(loc="upper right", bbox_to_anchor=(1.32, 1.12), fontsize=8, frameon=False)
+    if skipped:
+        fig.text(0.01, 0.01, f"not drawn (no usable judgments): {', '.join(skipped)}", fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # the legend sits outside the axes: keep it whole
     plt.close(fig)
     return path
+
+
+def _counts_note(run: dict) -> str:
+    counts = run.get("counts", {})
+    if run.get("mode") == "single":
+        return (
+            f"{counts.get('valid', 0)} valid of {counts.get('expected', '?')} judgments, "
+            f"{counts.get('unparseable', 0)} unparseable, {counts.get('missing', 0)} missing"
+        )
+    return (
+        f"{counts.get('judged', 0)} of {counts.get('expected', '?')} pairs judged, "
+        f"{counts.get('dropped', 0)} dropped, {counts.get('missing', 0)} missing"
+    )
