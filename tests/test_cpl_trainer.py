@@ -147,10 +147,57 @@ def test_bc_warmup_is_pure_nll_then_restarts_optimizer(tiny_model_dir, tiny_toke
         assert row["loss"] == pytest.approx(row["cpl_loss"], rel=1e-5)
     assert seen[1][0] > 0  # Adam moments exist during warm-up
     assert seen[2][0] == 0  # ... and are gone right after the restart
-    # linear decay over 4 steps: 0.75e-3 after step 1; fresh schedule over the 2 remaining steps: 1e-3 at step 2
-    assert seen[1][1] == pytest.approx(0.75e-3)
+    # the warm-up holds the learning rate (official code); then linear decay over the 2 remaining steps
+    assert seen[1][1] == pytest.approx(1e-3)
     assert seen[2][1] == pytest.approx(1e-3)
     assert seen[3][1] == pytest.approx(0.5e-3)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_kl_reference_is_the_policy_after_the_bc_warmup(tiny_model_dir, tiny_tokenizer, tmp_path, lora):
+    """CPL-KL's reference is the policy at the end of the BC warm-up (jhejna/cpl cpl_kl.py): the first CPL
+    step scores log π − log π_ref = 0 (loss ln 2, margin 0); the initial model as reference does not."""
+    from peft import LoraConfig
+
+    peft = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM") if lora else None
+    logs = {}
+    for weights in ("after_bc_warmup", "initial"):
+        args = _config(
+            tmp_path / weights,
+            kl_reference=True,
+            bc_warmup_steps=2,
+            max_steps=3,
+            kl_reference_weights=weights,
+        )
+        trainer = _trainer(tiny_model_dir, tiny_tokenizer, args, peft_config=peft)
+        trainer.train()
+        logs[weights] = [row for row in trainer.state.log_history if "loss" in row]
+    first_cpl = logs["after_bc_warmup"][2]
+    assert first_cpl["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert first_cpl["margin"] == pytest.approx(0.0, abs=1e-6)
+    assert logs["initial"][2]["loss"] != pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_kl_reference_after_warmup_is_saved_and_resumed(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from safetensors.torch import load_file
+
+    from posttrain.trainers.cpl_trainer import REFERENCE_FILE
+
+    kw = dict(kl_reference=True, bc_warmup_steps=2, save_strategy="steps", save_steps=1)
+    trainer = _trainer(tiny_model_dir, tiny_tokenizer, _config(tmp_path, max_steps=3, **kw))
+    trainer.train()
+    out = tmp_path / "out"
+    assert not (out / "checkpoint-1" / REFERENCE_FILE).exists()  # still in the warm-up
+    saved = load_file(str(out / "checkpoint-3" / REFERENCE_FILE))
+    reference = trainer.ref_model.state_dict()
+    assert all(torch.equal(saved[name], reference[name]) for name in saved)
+    initial = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    assert any(not torch.equal(saved[name], initial[name]) for name in saved)  # the warm-up moved it
+
+    resumed = _trainer(tiny_model_dir, tiny_tokenizer, _config(tmp_path, max_steps=4, **kw))
+    resumed.train(resume_from_checkpoint=str(out / "checkpoint-3"))
+    again = resumed.ref_model.state_dict()
+    assert all(torch.equal(saved[name], again[name]) for name in saved)
 
 
 def test_ranked_records_train(tiny_model_dir, tiny_tokenizer, tmp_path):

@@ -18,7 +18,12 @@ Deviations from the paper and why:
   margin. Averaging keeps scores O(α). Default off, as in the paper.
 - Ranked lists: the paper trains on pairs; for K scored responses every strictly ordered pair contributes
   the same biased loss, averaged within the record, then over records (so a 4-response record weighs
-  as much as a pair and gradient accumulation stays exact).
+  as much as a pair and gradient accumulation stays exact). The official dense mode
+  (jhejna/cpl ``biased_bce_with_scores``) instead sorts every segment of the batch by score and pairs all
+  of them across the batch, ties included (their order then follows the sort), averaging over all pairs.
+  Its segments come from one task, so their scores compare across the batch; here responses to different
+  prompts are never compared, and tied responses form no pair. Not offered: it would compare answers to
+  unrelated prompts and make a record's weight depend on its batch.
 """
 
 from __future__ import annotations

@@ -53,15 +53,25 @@ class CPLConfig(TrainingArguments, GuardArguments):
     bc_warmup_steps: int = field(
         default=0,
         metadata={
-            "help": "Optimizer steps of pure BC (NLL on chosen responses) before CPL starts; the optimizer "
-            "state and LR schedule then restart, as in the official code. 0 = no warm-up."
+            "help": "Optimizer steps of pure BC (NLL on chosen responses) before CPL starts, at the constant "
+            "learning_rate; then the optimizer state restarts and the configured LR schedule begins, as in "
+            "the official code. 0 = no warm-up."
         },
     )
     kl_reference: bool = field(
         default=False,
         metadata={
-            "help": "CPL-KL variant: score log π − log π_ref against a frozen copy of the initial model "
-            "(with bias=1 and no BC this is DPO). Costs a second model; off by default, as in the paper."
+            "help": "CPL-KL variant: score log π − log π_ref against a frozen reference (with bias=1 and no BC "
+            "this is DPO). Costs a second model; off by default, as in the paper."
+        },
+    )
+    kl_reference_weights: Literal["after_bc_warmup", "initial"] = field(
+        default="after_bc_warmup",
+        metadata={
+            "help": "CPL-KL's reference: the weights at the end of the BC warm-up (the official code, "
+            "jhejna/cpl cpl_kl.py) or the initial model. The same when bc_warmup_steps is 0. With LoRA the "
+            "reference after a warm-up is a full copy of the model (the initial one is the base, adapter "
+            "off); not available under DeepSpeed ZeRO-3."
         },
     )
     max_length: int = field(default=1024, metadata={"help": "Max tokens of prompt + response."})

@@ -18,16 +18,23 @@ warm-up do not fit DPO's chosen/rejected batches, and overriding its loss would 
 Deviations from the paper and why:
 - Log-softmax is computed in fp32 on response positions only (memory; bf16 sums lose precision), and
   the LM head projects only those positions where the model supports it (speed, no change in the math).
-- BC warm-up (``bc_warmup_steps``) restarts the optimizer state and LR schedule inside one run (the
-  official code builds a new optimizer after pre-training), so one launch and one checkpoint series cover
-  both phases.
-- ``kl_reference`` (CPL-KL, paper App. A) scores log π − log π_ref; with PEFT the reference is the base
-  model with adapters disabled, otherwise a frozen copy of the initial weights.
+- BC warm-up (``bc_warmup_steps``): as the official code (jhejna/cpl ``research/algs/cpl.py``), the
+  learning rate is held at ``learning_rate`` during the warm-up (a schedule of constant 1), then the
+  optimizer state restarts and the configured schedule runs over the remaining steps; here inside one run
+  (the official code builds a new optimizer), so one launch and one checkpoint series cover both phases.
+- ``kl_reference`` (CPL-KL, paper App. A) scores log π − log π_ref. The reference is, by default
+  (``kl_reference_weights: after_bc_warmup``), the policy's weights at the end of the BC warm-up, as the
+  official ``cpl_kl.py`` (which requires a warm-up); without a warm-up, or with
+  ``kl_reference_weights: initial``, it is the initial model: a frozen copy, or with PEFT the base model
+  with adapters disabled. With PEFT the reference taken after a warm-up is a full copy of the model
+  (adapter included). The warm-up reference is saved in each later checkpoint (``cpl_reference.safetensors``)
+  so a resumed run scores against the same weights; it is not available under DeepSpeed ZeRO-3 (refused).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -37,7 +44,9 @@ from transformers import Trainer, TrainerCallback
 from posttrain.checkpoints import CheckpointMixin
 from posttrain.data.preference import adapt_preferences
 from posttrain.data.tokenize import RankedPreferenceCollator, tokenize_preferences
+from posttrain.errors import UserError
 from posttrain.losses.cpl import cpl_ranked_loss, segment_logps, sequence_nll
+from posttrain.methods import ConfigFieldError
 from posttrain.trainers.cpl_config import CPLConfig
 from posttrain.trainers.guards import NonFiniteGuardMixin
 from posttrain.trainers.utils import (
@@ -50,6 +59,8 @@ from posttrain.trainers.utils import (
     supports_logits_mask,
 )
 
+REFERENCE_FILE = "cpl_reference.safetensors"
+
 
 class _RestartAfterBCWarmup(TrainerCallback):
     def __init__(self, trainer: CPLTrainer):
@@ -57,6 +68,8 @@ class _RestartAfterBCWarmup(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == args.bc_warmup_steps:
+            if self.trainer._reference_after_warmup:
+                self.trainer._snapshot_reference()
             restart_optimizer_and_schedule(self.trainer)
 
 
@@ -85,6 +98,17 @@ class CPLTrainer(CheckpointMixin, NonFiniteGuardMixin, MetricsMixin, Trainer):
 
             model = get_peft_model(model, peft_config)
         self._peft_reference = False
+        # CPL-KL's reference becomes the policy at the end of the BC warm-up (official code)
+        self._reference_after_warmup = (
+            args.kl_reference and args.bc_warmup_steps > 0 and args.kl_reference_weights == "after_bc_warmup"
+        )
+        zero3 = args.deepspeed_plugin is not None and args.deepspeed_plugin.zero_stage == 3
+        if self._reference_after_warmup and zero3:
+            raise ConfigFieldError(
+                "kl_reference_weights",
+                "the reference after the BC warm-up is not available under DeepSpeed ZeRO-3 (sharded "
+                "weights); use kl_reference_weights: initial, or ZeRO-2 / DDP",
+            )
         if args.kl_reference and ref_model is None:
             if hasattr(model, "disable_adapter"):
                 self._peft_reference = True
@@ -125,6 +149,9 @@ class CPLTrainer(CheckpointMixin, NonFiniteGuardMixin, MetricsMixin, Trainer):
             self.add_callback(_RestartAfterBCWarmup(self))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
+        warmed_up = self.args.bc_warmup_steps <= self.state.global_step
+        if checkpoint is not None and self._reference_after_warmup and warmed_up:
+            self._load_reference(checkpoint)
         # Resuming after the BC warm-up: the schedule was restarted there over the remaining steps. Rebuild
         # that schedule before its state is loaded: a LambdaLR checkpoint holds the step count, not the
         # schedule's length, which would otherwise come back as max_steps.
@@ -137,6 +164,55 @@ class CPLTrainer(CheckpointMixin, NonFiniteGuardMixin, MetricsMixin, Trainer):
             for group, rate in zip(groups, rates):
                 group["lr"] = rate
         super()._load_optimizer_and_scheduler(checkpoint)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        # BC warm-up at a constant learning rate (the official code's do-nothing schedule); the configured
+        # schedule is created at the end of the warm-up over the remaining steps (restart_optimizer_and_schedule)
+        if self.args.bc_warmup_steps > 0 and self.state.global_step < self.args.bc_warmup_steps:
+            if self.lr_scheduler is None:
+                opt = self.optimizer if optimizer is None else optimizer
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+                self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps=num_training_steps, optimizer=optimizer)
+
+    def _reference_module(self):
+        return None if self.ref_model is None else self.accelerator.unwrap_model(self.ref_model)
+
+    @torch.no_grad()
+    def _snapshot_reference(self) -> None:
+        """The reference becomes a frozen copy of the policy as it is now (the end of the BC warm-up)."""
+        policy = self.accelerator.unwrap_model(self.model)
+        reference = self._reference_module()
+        if reference is None:  # PEFT: the reference was the base model; now a full copy with the adapter
+            reference = copy.deepcopy(policy).eval().requires_grad_(False)
+            self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
+            self._peft_reference = False
+        else:
+            reference.load_state_dict(policy.state_dict())
+        self._reference_snapshot_taken = True
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if getattr(self, "_reference_snapshot_taken", False) and self.args.should_save:
+            from safetensors.torch import save_model
+
+            save_model(self._reference_module(), os.path.join(output_dir, REFERENCE_FILE))
+
+    def _load_reference(self, checkpoint: str) -> None:
+        """Resuming after the BC warm-up: the reference is the warm-up snapshot saved with the checkpoint."""
+        from safetensors.torch import load_model
+
+        path = os.path.join(checkpoint, REFERENCE_FILE)
+        if not os.path.isfile(path):
+            raise UserError(
+                f"{checkpoint}: no {REFERENCE_FILE} (CPL-KL's reference from the BC warm-up); this checkpoint "
+                "cannot be resumed with kl_reference_weights: after_bc_warmup"
+            )
+        if self._reference_module() is None:
+            self._snapshot_reference()  # PEFT: build the full copy, then overwrite it with the saved one
+        load_model(self._reference_module(), path)
+        self._reference_snapshot_taken = True
 
     @staticmethod
     def _prepare_dataset(dataset, tokenizer, args: CPLConfig):
