@@ -190,15 +190,39 @@ def find_recipe(name: str) -> Path:
     raise UserError(f"recipe not found: {name} (also looked in {recipes_dir()})")
 
 
+def _non_string_key(node: Any, where: str = "") -> str | None:
+    """The dotted place of the first mapping key that is not a string (``123: x``), or None."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                return f"{where}.{key!r}" if where else repr(key)
+            found = _non_string_key(value, f"{where}.{key}" if where else key)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _non_string_key(value, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a recipe must be a YAML mapping (key: value), got {type(data).__name__}")
+    bad = _non_string_key(data)
+    if bad is not None:
+        raise UserError(f"{path}: key {bad} is not a string (recipe keys are names such as max_steps)")
     return data
 
 
@@ -297,7 +321,13 @@ def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: b
 
     method_name = data.get("method")
     if not isinstance(method_name, str):
-        raise UserError(f"{where}: missing required key 'method' (one of: {', '.join(method_names())})")
+        from posttrain.trl_compat import trl_config_hint
+
+        hint = trl_config_hint(data)
+        raise UserError(
+            f"{where}: missing required key 'method' (one of: {', '.join(method_names())})"
+            + (f"; {hint}" if hint else "")
+        )
     if method_name not in method_names():
         raise UserError(
             f"{where}: method: unknown method '{method_name}'{did_you_mean(method_name, method_names())}"
@@ -452,6 +482,10 @@ def _declared_defaults(config_cls) -> dict[str, Any]:
 
 
 def _check_files(recipe: Recipe, where: str) -> None:
+    if recipe.method == "drpo":  # a principle RM another recipe trains must exist before this one runs
+        from posttrain.rewards.registry import check_reward_specs
+
+        check_reward_specs(recipe.method_args.get("rewards") or [], where)
     if recipe.evaluate is not None:
         rm_evals = recipe.evaluate.principles is not None or recipe.evaluate.rm_bench is not None
         if rm_evals and recipe.method != "rlbff":

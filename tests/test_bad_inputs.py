@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import DEMO, ROOT
 from test_recipe import make_recipe, run_cli
 
 from posttrain.cli import main
@@ -289,3 +289,79 @@ def test_values_checked_before_load(
     monkeypatch.setattr(posttrain.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
     cli_error(capsys, [command, str(recipe)], str(recipe), *expected)
     assert tree(out) == before
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Parsing gaps: recipes that are not text or have non-string keys, corrupt .gz data, hub data offline
+
+
+def _binary_recipe(tmp: Path) -> Path:
+    path = tmp / "binary.yaml"
+    path.write_bytes(bytes(range(256)) * 8)
+    return path
+
+
+def _int_key(tmp: Path, text: str) -> Path:
+    path = make_recipe(tmp)
+    path.write_text(path.read_text() + text)
+    return path
+
+
+BAD_RECIPE_FILES = {
+    "binary": (_binary_recipe, ["binary.yaml", "not a text file"]),
+    "int-key-top": (lambda tmp: _int_key(tmp, "123: x\n"), ["recipe.yaml", "key 123 is not a string"]),
+    "int-key-nested": (
+        lambda tmp: _int_key(tmp, "evaluate: {math: {5: x}}\n"),
+        ["recipe.yaml", "key evaluate.math.5 is not a string"],
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize("case", list(BAD_RECIPE_FILES))
+def test_bad_recipe_file(tmp_path, capsys, case, command):
+    build, expected = BAD_RECIPE_FILES[case]
+    cli_error(capsys, [command, str(build(tmp_path))], *expected)
+    assert not (tmp_path / "run").exists()
+
+
+def _gz(tmp: Path, damage) -> str:
+    import gzip
+
+    data = bytearray(gzip.compress((DEMO / "preferences.jsonl").read_bytes() * 3))
+    path = tmp / "train.jsonl.gz"
+    path.write_bytes(damage(data))
+    return str(path)
+
+
+def _flip(data: bytearray) -> bytes:
+    for i in range(200, 260):
+        data[i] ^= 0xFF
+    return bytes(data)
+
+
+BAD_DATA = {
+    "gz-truncated": (
+        lambda tmp: {"data.train.path": _gz(tmp, lambda d: bytes(d[: len(d) // 2]))},
+        ["train.jsonl.gz"],
+    ),
+    "gz-corrupt-stream": (lambda tmp: {"data.train.path": _gz(tmp, _flip)}, ["train.jsonl.gz"]),
+    "gz-not-gzip": (
+        lambda tmp: {"data.train.path": _gz(tmp, lambda d: b"plain text, not gzip\n" * 4)},
+        ["train.jsonl.gz"],
+    ),
+    "hub-dataset-offline": (
+        lambda tmp: {"data.train.path": None, "data.train.hub": "posttrain-test/not-cached-data"},
+        ["posttrain-test/not-cached-data", "offline"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_bad_data_source(tmp_path, capsys, monkeypatch, tiny_model_dir, case):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    build, expected = BAD_DATA[case]
+    changes = {"model.name_or_path": str(tiny_model_dir), "data.eval": None, **build(tmp_path)}
+    cli_error(capsys, ["train", str(make_recipe(tmp_path, changes))], *expected)
+    assert not (tmp_path / "run").exists()

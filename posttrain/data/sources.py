@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +66,19 @@ def read_local(path_str: str) -> list[dict[str, Any]]:
             raise UserError(
                 f"{path_str}: unsupported file type '{kind}' (use .json, .jsonl, .parquet, or .gz)"
             )
-    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile, zlib.error) as exc:
         raise UserError(f"{path_str}: cannot read: {exc}") from None
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise UserError(f"{path_str}: record {i + 1} is a {type(rec).__name__}, expected an object")
     return records
+
+
+def _offline() -> bool:
+    import os
+
+    flags = (os.environ.get(k, "").strip().lower() for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(flag in ("1", "true", "yes", "on") for flag in flags)
 
 
 def read_hub(
@@ -80,8 +88,12 @@ def read_hub(
 
     try:
         ds = datasets.load_dataset(dataset_id, name, split=split, data_dir=data_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"hub dataset {dataset_id} ({name or 'default'}, split {split}): {exc}") from None
+    except (OSError, ValueError) as exc:  # OSError: ConnectionError (offline, unreachable), missing files
+        offline = " (offline: HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)" if _offline() else ""
+        text = " ".join(str(exc).split())
+        raise UserError(
+            f"hub dataset {dataset_id} ({name or 'default'}, split {split}): {text}{offline}"
+        ) from None
     return ds.to_list()
 
 
