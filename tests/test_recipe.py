@@ -74,7 +74,11 @@ def test_recipes_exist():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
 def test_bundled_recipe_validates(path):
-    recipe = load_recipe(str(path))
+    try:
+        recipe = load_recipe(str(path))
+    except UserError as exc:  # its reward model is another recipe's output, not trained in this checkout
+        assert "does not exist yet; train it first: posttrain train rlbff/" in str(exc)
+        recipe = load_recipe(str(path), check_files=False)
     # GPU recipes ask for bf16, which this CPU cannot check; everything else is validated
     config = get_method(recipe.method).build_config(recipe, hardware_neutral=True)
     assert config.output_dir == recipe.output_dir

@@ -243,6 +243,10 @@ def is_correct(
 
 
 def _grade(completions, answer, kwargs, *, lenient: bool, name: str) -> list[float]:
+    if answer is None:  # TRL's accuracy_reward reads the gold from a `solution` column: accept both
+        answer = kwargs.get("solution")
+    if answer is None:
+        raise ValueError(f"{name}: the dataset needs a gold-answer column, 'answer' (or TRL's 'solution')")
     if len(answer) != len(completions):
         raise ValueError(f"{name}: {len(completions)} completions but {len(answer)} gold answers")
     alternatives = kwargs.get("answers")
@@ -260,23 +264,24 @@ def _grade(completions, answer, kwargs, *, lenient: bool, name: str) -> list[flo
     return rewards
 
 
-def math_correctness(prompts, completions, answer, **kwargs) -> list[float]:
+def math_correctness(prompts, completions, answer=None, **kwargs) -> list[float]:
     """TRL GRPO-style reward function: 1.0 when a completion's final answer equals its gold, else 0.0.
 
     The strict grader (the official DRPO reward, see the module docstring): a final ``\\boxed{}`` (or
     ``####``) answer is required, read after ``</think>``. ``answer``: the dataset column, one gold per
     completion (TRL repeats columns per generation). When the dataset also has an ``answers`` column
     (several acceptable answers, see :func:`posttrain.data.math.load_math_split`), a non-empty entry there
-    is used instead. ``truncated``: one flag per completion, True when it was cut at the length limit
-    (such a completion is wrong); :class:`posttrain.trainers.drpo_trainer.DRPOTrainer` passes it (last token
-    not EOS/pad, TRL's ``completions/clipped_ratio`` rule). TRL's own trainers do not, and then truncation
+    is used instead. A dataset written for TRL's ``accuracy_reward`` names the gold column ``solution``:
+    it is read when there is no ``answer``. ``truncated``: one flag per completion, True when it was cut
+    at the length limit (such a completion is wrong); :class:`posttrain.trainers.drpo_trainer.DRPOTrainer`
+    passes it (last token not EOS/pad, TRL's ``completions/clipped_ratio`` rule). TRL's own trainers do not, and then truncation
     is not known to the grader. Other keyword arguments TRL passes (``completion_ids``, ``trainer_state``,
     ``log_metric``, ...) are ignored.
     """
     return _grade(completions, answer, kwargs, lenient=False, name="math_correctness")
 
 
-def math_correctness_lenient(prompts, completions, answer, **kwargs) -> list[float]:
+def math_correctness_lenient(prompts, completions, answer=None, **kwargs) -> list[float]:
     """Opt-in lenient variant of :func:`math_correctness`: the last box, else the last expression anywhere
     in the completion; think tags and ``truncated`` are ignored. Rewards unfinished answers whose last
     number matches: a recipe that uses it says so in its header."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 from posttrain.errors import UserError, did_you_mean
 
@@ -54,3 +55,42 @@ def resolve_reward(spec: str) -> Callable:
             f"known: {', '.join(sorted(REWARDS))}, or 'module:function', or 'principle_rm=PATH'"
         )
     return REWARDS[spec]()
+
+
+def _recipe_that_writes(path: str) -> str | None:
+    """The bundled recipe whose output_dir is ``path`` (e.g. the RM another recipe's reward reads)."""
+    from posttrain.paths import recipes_dir
+    from posttrain.recipe import read_yaml
+
+    target = Path(path).as_posix().rstrip("/")
+    for recipe in sorted(recipes_dir().rglob("*.yaml")):
+        try:
+            output_dir = read_yaml(recipe).get("output_dir")
+        except UserError:
+            continue
+        if isinstance(output_dir, str) and Path(output_dir).as_posix().rstrip("/") == target:
+            return recipe.relative_to(recipes_dir()).with_suffix("").as_posix()
+    return None
+
+
+def check_reward_specs(specs: list[str], where: str) -> None:
+    """Before any model loads: a ``principle_rm=PATH`` whose PATH is not on disk is named, with the command
+    that trains it when a bundled recipe writes it (``outputs/...`` is a local folder, not a hub id: loading
+    it would otherwise go to the hub and fail there)."""
+    from posttrain.paths import find_file
+
+    for spec in specs or []:
+        if not isinstance(spec, str) or not spec.startswith("principle_rm="):
+            continue
+        path = spec.split("=", 1)[1]
+        if find_file(path) is not None:
+            continue
+        maker = _recipe_that_writes(path)
+        if maker is not None:
+            raise UserError(
+                f"{where}: drpo.rewards: the reward model {path} does not exist yet; train it first: "
+                f"posttrain train {maker}"
+            )
+        looks_local = path.startswith(("/", ".", "~")) or path.count("/") != 1 or path.startswith("outputs/")
+        if looks_local:
+            raise UserError(f"{where}: drpo.rewards: reward model not found: {path}")
