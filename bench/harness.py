@@ -36,6 +36,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
+from posttrain.trainers.utils import checkpointing_field  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
@@ -258,7 +260,7 @@ def training_args(ns, output_dir: str, **extra) -> dict:
         "weight_decay": 0.0,
         "max_grad_norm": 1.0,
         "max_steps": ns.steps,
-        "activation_checkpointing": False,  # TRL configs default to True
+        checkpointing_field(): False,  # TRL configs default to True
         # data in file order (the script shuffles it once with the seed): every arm sees the same batches
         "train_sampling_strategy": "sequential",
         "dataloader_num_workers": 0,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from posttrain.errors import UserError
+from posttrain.trainers.utils import checkpointing_field
 
 if TYPE_CHECKING:
     from posttrain.recipe import Recipe
@@ -99,7 +100,7 @@ _DERIVED_KEYS = ("activation_checkpointing", "gradient_checkpointing", "max_leng
 
 def _lm_derived(recipe: Recipe) -> dict[str, Any]:
     return {
-        "activation_checkpointing": recipe.model.gradient_checkpointing,
+        checkpointing_field(): recipe.model.gradient_checkpointing,
         "max_length": recipe.data.max_length,
         "max_prompt_length": recipe.data.max_prompt_length,
     }
@@ -107,7 +108,7 @@ def _lm_derived(recipe: Recipe) -> dict[str, Any]:
 
 def _policy_derived(recipe: Recipe) -> dict[str, Any]:
     # RL trainers take lengths from their own section (max_completion_length); prompts are not truncated.
-    return {"activation_checkpointing": recipe.model.gradient_checkpointing}
+    return {checkpointing_field(): recipe.model.gradient_checkpointing}
 
 
 METHODS: dict[str, Method] = {

@@ -98,6 +98,13 @@ class DRPOConfig(GRPOConfig, GuardArguments):
             "region never acts."
         },
     )
+    vllm_cpu_kv_cache_gb: int | None = field(
+        default=None,
+        metadata={
+            "help": "use_vllm on a CPU: GiB of memory for vLLM's KV cache (sets VLLM_CPU_KVCACHE_SPACE); None = "
+            "vLLM sizes it as vllm_gpu_memory_utilization × the machine's memory."
+        },
+    )
     # Paper defaults that differ from GRPOConfig's.
     learning_rate: float = field(default=2e-6, metadata={"help": "Paper: 2e-6 (1.5B), 1e-6 (7B)."})
     lr_scheduler_type: str = field(
@@ -156,6 +163,13 @@ class DRPOConfig(GRPOConfig, GuardArguments):
             raise ConfigFieldError("updates_per_rollout", f"must be ≥ 1, got {self.updates_per_rollout}")
         if self.steps_per_generation is None and self.generation_batch_size is None:
             self.steps_per_generation = self.updates_per_rollout * self.gradient_accumulation_steps
+        if self.use_vllm:
+            from posttrain.trainers import vllm_rollouts
+
+            vllm_rollouts.check_vllm("use_vllm")
+            vllm_rollouts.check_server_mode(self)
+            if vllm_rollouts.on_cpu(self):
+                vllm_rollouts.apply_cpu_memory_settings(self)
         self.remove_unused_columns = False
         super().__post_init__()
         if (

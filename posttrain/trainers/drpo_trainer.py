@@ -37,6 +37,7 @@ from posttrain.losses.drpo import (
 )
 from posttrain.trainers.drpo_config import GROUPWISE_OBJECTIVES, DRPOConfig
 from posttrain.trainers.guards import NonFiniteGuardMixin
+from posttrain.trainers.vllm_rollouts import vllm_generation_class
 
 
 def shuffle_groups(batch: dict[str, Any], group_size: int, generator: torch.Generator | None = None) -> dict:
@@ -86,6 +87,9 @@ class DRPOTrainer(CheckpointMixin, NonFiniteGuardMixin, GRPOTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.use_vllm:
+            # same object, TRL's class plus a weight sync that also works on vLLM's CPU backend
+            self.vllm_generation.__class__ = vllm_generation_class()
         self._gathered_rewards: torch.Tensor | None = None
         # the reward that decides correctness, by position in reward_funcs (None = weighted sum)
         self._correct_index: int | None = None

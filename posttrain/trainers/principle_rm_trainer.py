@@ -146,7 +146,14 @@ def reward_config_from(args: PrincipleRMConfig):
     from transformers import TrainingArguments
     from trl import RewardConfig
 
-    skip = {"gradient_checkpointing", "gradient_checkpointing_kwargs"}  # deprecated aliases of activation_*
+    from posttrain.trainers.utils import checkpointing_field
+
+    # from transformers 5.23 the gradient_* names are deprecated aliases of activation_*
+    skip = (
+        set()
+        if checkpointing_field() == "gradient_checkpointing"
+        else {"gradient_checkpointing", "gradient_checkpointing_kwargs"}
+    )
     values = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainingArguments)
@@ -176,7 +183,9 @@ def setup_from_recipe(recipe, args: PrincipleRMConfig, *, progress: bool = True)
         if args.form == "bradley_terry":
             splits[name], report = _bt_split(raw, label, source.format)
         else:
-            records, report = adapt_principles(raw, label, partially_as=args.partially_as)
+            records, report = adapt_principles(
+                raw, label, partially_as=args.partially_as, keep_helpfulness=args.keep_helpfulness
+            )
             splits[name] = Dataset.from_list(
                 tokenize_principles(
                     records, tokenizer, max_length=args.max_length, template=args.template, report=report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections import defaultdict
 
 import torch
@@ -100,3 +102,13 @@ def restart_optimizer_and_schedule(trainer) -> None:
     inner = innermost_optimizer(trainer.optimizer)
     inner.state = defaultdict(dict)  # Adam-style optimizers re-create their moments lazily
     new_schedule(trainer, trainer.state.max_steps - trainer.state.global_step)
+
+
+@functools.cache
+def checkpointing_field() -> str:
+    """TrainingArguments' name for activation checkpointing: ``activation_checkpointing`` from transformers
+    5.23, ``gradient_checkpointing`` before (the name vLLM's supported transformers range still uses)."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"

