@@ -14,6 +14,7 @@ from posttrain.data.principle import DEFAULT_TEMPLATE, adapt_principles, build_r
 from posttrain.errors import UserError
 from posttrain.evaluation.principles import pair_outcomes
 from posttrain.rewards.principle import PrincipleReward, PrincipleRewardModel, yes_no_token_ids
+from posttrain.trainers.principle_rm_config import PrincipleRMConfig
 
 LIMIT = "The response is at most 10 words long."
 
@@ -57,6 +58,24 @@ def test_partially_is_dropped_and_counted_or_mapped():
     assert len(kept) == 3 and report.dropped["fulfilment Partially"] == 1
     kept, _ = adapt_principles(rows, "p.jsonl", partially_as="No")
     assert len(kept) == 4 and kept[1]["label"] == 0
+
+
+def test_helpfulness_principle_is_dropped_and_counted_unless_kept():
+    """The paper's HelpSteer3-Principle filtering at load time: the catch-all "helpfulness" principle (any
+    case, spacing, final period) is dropped and counted in the data report, as Partially is."""
+    rows = _records(5)
+    rows[0]["principle"] = "Helpfulness."
+    rows[2]["principle"] = "  helpfulness "
+    rows[3]["fulfilment"] = "Partially"
+    rows[4]["principle"] = "The response explains its helpfulness rating."  # not the catch-all
+    kept, report = adapt_principles(rows, "p.jsonl")
+    assert [r["principle"] for r in kept] == [rows[1]["principle"], rows[4]["principle"]]
+    assert report.dropped == {"principle helpfulness": 2, "fulfilment Partially": 1}
+    assert (report.read, report.kept) == (5, 2)
+    assert "principle helpfulness" in report.summary()
+    kept, report = adapt_principles(rows, "p.jsonl", keep_helpfulness=True)
+    assert len(kept) == 4 and report.dropped == {"fulfilment Partially": 1}
+    assert PrincipleRMConfig(output_dir="unused", use_cpu=True).keep_helpfulness is False
 
 
 @pytest.mark.parametrize(

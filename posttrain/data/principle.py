@@ -5,9 +5,11 @@ A record::
     {"context": [{"role": "user", "content": ...}, ...] | "plain prompt",
      "response": "...", "principle": "The response is at most 20 words long.", "fulfilment": "Yes"}
 
-``fulfilment`` is Yes, No or Partially. As in the paper, Partially is dropped by default and counted
-(``partially_as`` can map it to Yes or No instead). Any other label, a missing field or an empty principle
-is an error naming the record.
+``fulfilment`` is Yes, No or Partially. As in the paper's HelpSteer3-Principle filtering, Partially is
+dropped by default and counted (``partially_as`` can map it to Yes or No instead), and so are records of the
+catch-all principle "helpfulness" (case, whitespace and a final period ignored; ``keep_helpfulness`` keeps
+them) — the same two filters ``posttrain principles extract`` applies when it writes records. Any other
+label, a missing field or an empty principle is an error naming the record.
 
 The RM input is the conversation [context…, assistant: response, user: evaluation question] rendered with
 the chat template and its generation prompt (see :func:`build_rm_messages`).
@@ -25,6 +27,14 @@ from posttrain.data.preference import DropReport, _as_messages, _require, _where
 from posttrain.errors import UserError
 
 LABELS = {"yes": 1, "no": 0}
+# The paper drops this catch-all principle: it restates overall preference instead of a checkable property.
+CATCH_ALL_PRINCIPLE = "helpfulness"
+
+
+def is_catch_all(principle: str) -> bool:
+    """Whether a principle is the catch-all "helpfulness" (case, whitespace and a final period ignored)."""
+    return " ".join(principle.split()).rstrip(".").strip().lower() == CATCH_ALL_PRINCIPLE
+
 
 # The paper's evaluation turn (RLBFF §3, the principle RM's prompt).
 DEFAULT_TEMPLATE = (
@@ -57,9 +67,16 @@ def rm_input_ids(tokenizer, messages: list[dict[str, str]], *, generation_prompt
 
 
 def adapt_principles(
-    records: list[dict[str, Any]], source: str, *, partially_as: str | None = None
+    records: list[dict[str, Any]],
+    source: str,
+    *,
+    partially_as: str | None = None,
+    keep_helpfulness: bool = False,
 ) -> tuple[list[dict[str, Any]], DropReport]:
-    """Validate principle records → {"context", "response", "principle", "label"} (label 1 = Yes, 0 = No)."""
+    """Validate principle records → {"context", "response", "principle", "label"} (label 1 = Yes, 0 = No).
+
+    Dropped and counted in the report: Partially (unless ``partially_as``), the "helpfulness" principle
+    (unless ``keep_helpfulness``), empty responses."""
     if not records:
         raise UserError(f"{source}: no records")
     report = DropReport(source=source, read=len(records))
@@ -74,6 +91,9 @@ def adapt_principles(
         if not isinstance(principle, str) or not principle.strip():
             raise UserError(f"{where}: field 'principle' must be a non-empty string")
         key = str(label).strip().lower()
+        if not keep_helpfulness and is_catch_all(principle):
+            report.drop("principle helpfulness")
+            continue
         if key == "partially":
             if partially_as is None:
                 report.drop("fulfilment Partially")

@@ -34,6 +34,13 @@ class PrincipleRMConfig(TrainingArguments, GuardArguments):
             "help": "Map 'Partially' labels to Yes or No; None drops them (the paper's choice), counted."
         },
     )
+    keep_helpfulness: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep records of the catch-all principle 'helpfulness'; False drops them (the paper's "
+            "HelpSteer3-Principle filtering), counted in the data report."
+        },
+    )
     max_length: int = field(
         default=2048, metadata={"help": "Records whose rendered RM input is longer are dropped (counted)."}
     )
