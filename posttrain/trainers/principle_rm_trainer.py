@@ -146,7 +146,14 @@ def reward_config_from(args: PrincipleRMConfig):
     from transformers import TrainingArguments
     from trl import RewardConfig
 
-    skip = {"gradient_checkpointing", "gradient_checkpointing_kwargs"}  # deprecated aliases of activation_*
+    from posttrain.trainers.utils import checkpointing_field
+
+    # from transformers 5.23 the gradient_* names are deprecated aliases of activation_*
+    skip = (
+        set()
+        if checkpointing_field() == "gradient_checkpointing"
+        else {"gradient_checkpointing", "gradient_checkpointing_kwargs"}
+    )
     values = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(TrainingArguments)
