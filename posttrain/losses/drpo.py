@@ -12,8 +12,9 @@ For one prompt with a group of K sampled answers o_1..o_K, correctness c_i ∈ {
 - weights        ω_i = softmax_{i: c_i=1}( r_l(o_i) / λ )  — the closed-form optimum of the KL-regularised
                  positive distribution; λ → ∞ gives uniform weights, i.e. DisCO
 - objective      J = Σ_{i: c_i=1} ω_i s(o_i) − τ · log( (1/|N|) Σ_{j: c_j=0} exp(s(o_j)/τ) )
-- trust region   KL(π_old‖π_θ) ≈ token mean of (log π_old − log π_θ); penalty (β/2)·[KL − δ]_+²
-- loss           −mean over the micro-batch's groups of J + penalty
+- trust region   KL(π_old‖π_θ) ≈ token mean of (log π_old − log π_θ) over the micro-batch of *all*
+                 processes; penalty (β/2)·[KL − δ]_+², applied once to that micro-batch
+- loss           −mean over the micro-batch's groups (all processes) of J + penalty (:func:`drpo_loss`)
 
 Correct answers are never pushed down: their weights are positive and sum to one, so length only decides
 *how much* each correct answer is pushed up. A length penalty folded into the reward (GRPO-LP) instead gives
@@ -27,9 +28,18 @@ What the paper leaves open, and what is offered here:
   the correct answers toward the length-preferring optimum ω. The coefficients sum to zero, so the group's
   answers are not pushed up or down on average, only shifted toward the shorter ones.
 
-Deviations from the official code (Optimization-AI/DRPO) and why:
-- The logged loss is the true value of −J + penalty. The official code rescales with ``S / S.detach()`` so
-  the gradient is right but the logged number is not; here the tensors themselves carry the loss.
+Deviations from the official code (Optimization-AI/DRPO, ``compute_policy_loss_drpo`` on verl) and why:
+- The logged loss is the true value of −J + penalty. The official code rescales with ``S / S.detach()``
+  and writes the hinge as ``max(β(KL − δ), 0).detach() · KL``, so the gradients are the same but the
+  logged numbers are not; here the tensors themselves carry the loss.
+- The official code ``all_gather``s the micro-batch (with gradients) and every GPU computes the whole loss;
+  here each process keeps its rows, only the sums and counts are all-reduced, and :func:`drpo_loss` scales
+  the local terms so that the data-parallel *average* of the gradients is the whole loss's gradient (same
+  value and gradient, see its docstring; tested against one process in tests/test_distributed.py).
+- Each process holds whole groups (``per_device_train_batch_size`` a multiple of K); the official
+  micro-batch (``ppo_max_token_len_per_gpu`` / max length = 4 answers per GPU) splits a group over GPUs
+  and regroups after the gather. The loss of a gathered micro-batch is the same; which groups share a
+  micro-batch differs.
 """
 
 from __future__ import annotations

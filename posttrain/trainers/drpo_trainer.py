@@ -14,9 +14,17 @@ GRPOTrainer's. What changes, and only that, is overridden:
   its batches). Each process already generates whole groups: the config requires
   ``per_device_train_batch_size`` to be a multiple of ``num_generations``.
 - ``_compute_loss``: −mean_groups J + (β/2)[KL(π_old‖π_θ) − δ]_+² (posttrain.losses.drpo), with
-  s(o) the mean token log-prob at the sampling temperature. The grpo / grpo_lp baselines use TRL's loss.
+  s(o) the mean token log-prob at the sampling temperature; the mean over groups and the token-mean KL
+  span the micro-batch of all processes (sums and counts all-reduced before the hinge, as the official code
+  gathers it). π_old comes from TRL (``old_per_token_logps``, computed when a rollout spans several
+  optimizer steps; DRPOConfig's default is 4 updates per rollout, as the paper). The grpo / grpo_lp
+  baselines use TRL's loss (``loss_type="grpo"`` by default, the paper's per-sequence averaging).
+- Reward functions receive a ``truncated`` column (completion cut at ``max_completion_length``), which
+  :func:`posttrain.rewards.math.math_correctness` grades wrong.
 
-Deviations: text-only (no multimodal batches in the group-preserving split).
+Deviations: text-only (no multimodal batches in the group-preserving split); rollouts, π_old log-probs
+and the baselines' loss are TRL's GRPOTrainer's, not verl's; no reference-model KL for drpo/disco
+(``beta`` is refused; the paper uses none); the reward is :mod:`posttrain.rewards.math`'s (deviations there).
 """
 
 from __future__ import annotations
