@@ -20,7 +20,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     from posttrain.train import run_train, shutdown_distributed
 
     try:
-        run_train(ns.recipe, ns.overrides)
+        run_train(ns.recipe, ns.overrides, overwrite=ns.overwrite)
     finally:
         shutdown_distributed()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -75,8 +75,15 @@ def _cmd_score(ns: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from posttrain.data.sources import read_local
+    from posttrain.jsonl import check_out
 
+    out = Path(ns.out)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give a .jsonl file path")
+    check_out(out.parent, {}, overwrite=True)  # not under a file, creatable
     records = read_local(ns.input)
+    if not records:
+        raise UserError(f"--input {ns.input}: no records to score")
     rows = []
     for i, rec in enumerate(records):
         where = f"{ns.input}: record {i + 1}"
@@ -88,23 +95,39 @@ def _cmd_score(ns: argparse.Namespace) -> int:
             raise UserError(f"{where}: no principle: pass --principle or give the record a 'principle' field")
         rows.append((rec, context, [principles] if isinstance(principles, str) else list(principles)))
     rm = _load_rm(ns)
-    out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    with tmp.open("w") as fh:
-        for i, (rec, context, principles) in enumerate(tqdm(rows, desc="scoring")):
-            rewards, p_yes = rm.score(context, rec["response"], principles, return_p_yes=True)
-            line = {"index": i, **({"id": rec["id"]} if "id" in rec else {}), "principles": principles}
-            line["rewards"] = rewards
-            line["p_yes"] = p_yes if rm.form != "bradley_terry" else None
-            fh.write(json.dumps(line) + "\n")
-    tmp.replace(out)  # a finished file or none: never a half-written one
+    try:
+        with tmp.open("w") as fh:
+            for i, (rec, context, principles) in enumerate(tqdm(rows, desc="scoring")):
+                rewards, p_yes = rm.score(context, rec["response"], principles, return_p_yes=True)
+                line = {"index": i, **({"id": rec["id"]} if "id" in rec else {}), "principles": principles}
+                line["rewards"] = rewards
+                line["p_yes"] = p_yes if rm.form != "bradley_terry" else None
+                fh.write(json.dumps(line) + "\n")
+        tmp.replace(out)  # a finished file or none: never a half-written one
+    finally:
+        tmp.unlink(missing_ok=True)  # a failure (or Ctrl-C) leaves no OUT.tmp behind
     print(f"scored {len(rows)} records × principles with {ns.model} ({rm.form}) → {out}")
     return 0
 
 
+def _write_run_file(out: Path, run: dict) -> None:
+    import json
+
+    from posttrain.jsonl import RUN_FILE, write_atomic
+
+    write_atomic(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
+
+
 def _cmd_eval_rm_bench(ns: argparse.Namespace) -> int:
-    from posttrain.evaluation.rm_bench import evaluate_rm_bench, format_table
+    from posttrain.evaluation.rm_bench import (
+        evaluate_rm_bench,
+        format_table,
+        load_rm_bench,
+        resolve_principles,
+    )
+    from posttrain.jsonl import check_out
 
     principles: dict[str, str] | str | None = None
     if ns.principle:
@@ -115,22 +138,45 @@ def _cmd_eval_rm_bench(ns: argparse.Namespace) -> int:
             principles = ns.principle[0]
         else:
             raise UserError("--principle: give one principle for every domain, or DOMAIN=PRINCIPLE for each")
+    # everything but the model is checked first: the principles, the data, the output folder
+    resolve_principles(principles)
+    load_rm_bench(ns.data, ns.limit)
+    run = {"model": ns.model, "form": ns.form, "data": ns.data, "limit": ns.limit, "principle": ns.principle}
+    if ns.out:
+        out = Path(ns.out)
+        outputs = [out / name for name in ("results.json", "scores.jsonl", "rm_bench.png")]
+        check_out(out, run, overwrite=ns.overwrite, outputs=outputs, what="RM-Bench results of another run")
     results = evaluate_rm_bench(
         _load_rm(ns).rm_bench_scorer(), data=ns.data, limit=ns.limit, principles=principles, out_dir=ns.out
     )
     print(format_table(results))
     if ns.out:
+        _write_run_file(Path(ns.out), run)
         print(f"results, scores.jsonl and rm_bench.png in {ns.out}")
     return 0
 
 
 def _cmd_eval_principles(ns: argparse.Namespace) -> int:
     from posttrain.data.sources import read_local
-    from posttrain.evaluation.principles import compare, evaluate_principles, format_table, write_results
+    from posttrain.evaluation.principles import (
+        SCORES_FILE,
+        compare,
+        evaluate_principles,
+        format_table,
+        write_results,
+    )
+    from posttrain.jsonl import check_out
 
     records = read_local(ns.data)
+    if not records:
+        raise UserError(f"--data {ns.data}: no records")
     if ns.limit:
         records = records[: ns.limit]
+    run = {"model": ns.model, "form": ns.form, "baseline": ns.baseline, "data": ns.data, "limit": ns.limit}
+    if ns.out:
+        out = Path(ns.out)
+        outputs = [out / name for name in ("principle_eval.json", SCORES_FILE, "baseline")]
+        check_out(out, run, overwrite=ns.overwrite, outputs=outputs, what="principle results of another run")
     result = evaluate_principles(_load_rm(ns), records, source=ns.data)
     result["model"] = ns.model
     summaries = {"model": result}
@@ -145,6 +191,7 @@ def _cmd_eval_principles(ns: argparse.Namespace) -> int:
         print(f"written {write_results(result, ns.out)}")
         if ns.baseline:
             print(f"written {write_results(summaries['baseline'], Path(ns.out) / 'baseline')}")
+        _write_run_file(Path(ns.out), run)
     return 0
 
 
@@ -182,6 +229,7 @@ def _cmd_eval_math(ns: argparse.Namespace) -> int:
         label=ns.label,
         compare=ns.plot or (),
         resume=ns.resume,
+        overwrite=ns.overwrite,
     )
     print(format_table(results))
     if ns.out:
@@ -217,6 +265,8 @@ def _cmd_eval_mt_bench(ns: argparse.Namespace) -> int:
         seed=ns.seed,
     )
     shared = _chat_backend_options(ns)
+    _check_chat_spec(ns.model, ns.backend, ns.api_model, "--model", "--api-model")
+    _check_chat_spec(ns.judge, ns.judge_backend, ns.judge_api_model, "--judge", "--judge-api-model")
     out = ns.out or str(Path("outputs") / "mt-bench" / (ns.model_id or model_id_for(ns.model)))
     results = evaluate_mt_bench(
         ns.model,
@@ -237,6 +287,15 @@ def _cmd_eval_mt_bench(ns: argparse.Namespace) -> int:
         print(
             f"error: {results['failed_requests']} judge request(s) failed after retries; "
             "rerun the same command to judge them",
+            file=sys.stderr,
+        )
+        return 1
+    counts = results.get("counts", {})
+    usable = counts.get("valid") if "valid" in counts else counts.get("judged", 0) - counts.get("dropped", 0)
+    if not usable:
+        print(
+            f"error: no usable judgment ({counts.get('judged', 0)} judged, none with a rating or verdict the "
+            f"judge format asks for); see {out}/model_judgment/ and check the judge model",
             file=sys.stderr,
         )
         return 1
@@ -339,6 +398,7 @@ def _cmd_principles_extract(ns: argparse.Namespace) -> int:
         keep_single_annotator=ns.keep_single_annotator,
     )
     options = {"backend": ns.backend, "api_model": ns.api_model, **_chat_backend_options(ns)}
+    _check_chat_spec(ns.model, ns.backend, ns.api_model, "--model", "--api-model")
     counts = extract_principles(
         ns.data,
         ns.model,
@@ -354,6 +414,13 @@ def _cmd_principles_extract(ns: argparse.Namespace) -> int:
         print(
             f"error: {counts['records_incomplete']} record(s) left out: {counts['failed_requests']} request(s) "
             "failed after retries; rerun the same command to extract them",
+            file=sys.stderr,
+        )
+        return 1
+    if not counts["written"]:
+        print(
+            f"error: no principle records written ({counts['items_parsed']} items parsed, "
+            f"{counts['malformed']} malformed outputs; the counts above say where they were dropped)",
             file=sys.stderr,
         )
         return 1
@@ -450,6 +517,9 @@ def _add_math_parsers(benches) -> None:
     math.add_argument("--out", help="directory for results.json, samples.jsonl and math_eval.png")
     math.add_argument("--resume", action="store_true", help="skip benchmarks already done in --out")
     math.add_argument(
+        "--overwrite", action="store_true", help="replace results of another model or settings in --out"
+    )
+    math.add_argument(
         "--plot", nargs="+", metavar="DIR", help="other result folders to draw on this run's chart"
     )
     math.set_defaults(func=_cmd_eval_math)
@@ -467,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a recipe")
     train.add_argument("recipe", help="recipe file, or a bundled recipe name such as cpl/quickstart")
     train.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. training.max_steps=10")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run of another recipe in output_dir (its checkpoints and reports); refused otherwise",
+    )
     train.set_defaults(func=_cmd_train)
 
     validate = sub.add_parser("validate", help="check a recipe without loading any model")
@@ -496,6 +571,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rm_bench.add_argument("--limit", type=int, help="first N records per domain")
     rm_bench.add_argument("--out", help="directory for results.json, scores.jsonl, rm_bench.png")
+    rm_bench.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace results of another run (other model or settings) in --out",
+    )
     rm_bench.set_defaults(func=_cmd_eval_rm_bench)
     principles = benches.add_parser("principles", help="held-out accuracy on principle records")
     _add_rm_args(principles)
@@ -509,6 +589,11 @@ def build_parser() -> argparse.ArgumentParser:
     principles.add_argument(
         "--out", help="directory for principle_eval.json and principle_scores.jsonl (baseline: OUT/baseline)"
     )
+    principles.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace results of another run (other model or settings) in --out",
+    )
     principles.set_defaults(func=_cmd_eval_principles)
     _add_math_parsers(benches)
     _add_mt_bench_parsers(benches)
@@ -516,10 +601,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# numeric flags shared by several commands: (flag, lowest allowed, whether the lowest itself is allowed,
+# highest); the settings classes of each evaluator check their own flags again (and the rest)
+_FLAG_RANGES = {
+    "limit": ("--limit", 1, True, None),
+    "samples": ("--samples", 1, True, None),
+    "max_new_tokens": ("--max-new-tokens", 1, True, None),
+    "judge_max_new_tokens": ("--judge-max-new-tokens", 1, True, None),
+    "batch_size": ("--batch-size", 1, True, None),
+    "concurrency": ("--concurrency", 1, True, None),
+    "max_retries": ("--max-retries", 0, True, None),
+    "timeout": ("--timeout", 0, False, None),
+}
+
+
+def _check_flag_values(ns: argparse.Namespace) -> None:
+    """Numbers out of range are refused before anything loads or is written (a negative --limit used to
+    slice records from the end; --concurrency 0 was found after run.json was written)."""
+    import math
+
+    for attr, (flag, low, inclusive, high) in _FLAG_RANGES.items():
+        value = getattr(ns, attr, None)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            bound = f"at least {low}" if inclusive else f"above {low}"
+            raise UserError(f"{flag} must be {bound}, got {value:g}")
+        if high is not None and value > high:
+            raise UserError(f"{flag} must be at most {high}, got {value:g}")
+
+
+def _check_chat_spec(spec: str, backend: str | None, api_model: str | None, flag: str, api_flag: str) -> None:
+    """What :func:`posttrain.chat_backends.build_chat_backend` would refuse, checked before any output is
+    written: an HTTP endpoint needs ``api_flag`` and the openai backend; a local model must be loadable."""
+    from posttrain.models import check_model_source
+
+    if spec.startswith(("http://", "https://")):
+        if backend not in (None, "openai"):
+            raise UserError(
+                f"{flag} {spec}: an HTTP endpoint is served by the 'openai' backend, not '{backend}'"
+            )
+        if not api_model:
+            raise UserError(f"{flag} {spec}: an HTTP endpoint needs the served model's name ({api_flag})")
+        return
+    if backend == "openai":
+        raise UserError(f"{flag} '{spec}': the openai backend needs an http:// or https:// endpoint URL")
+    check_model_source(spec, field=flag, hub=False)  # a hub id is looked up when it loads
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:
+        _check_flag_values(ns)
         return ns.func(ns)
     except UserError as exc:
         # One line, as promised: pydantic (several errors) and TrainingArguments messages span lines.

@@ -5,6 +5,7 @@ must match. The evaluators and the principle extraction resume this way."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,9 +14,10 @@ from posttrain.errors import UserError
 RUN_FILE = "run.json"
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, *, torn_ok: bool = True) -> list[dict]:
     """Records of a JSONL file; a torn last line (a run killed mid-write) is ignored, any other bad line is
-    a :class:`UserError` naming the file and line."""
+    a :class:`UserError` naming the file and line. ``torn_ok=False`` for input files (nobody appends to
+    them, so a bad last line is a mistake too)."""
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
     except OSError as exc:
@@ -27,7 +29,7 @@ def read_jsonl(path: Path) -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            if number == len(lines):  # no newline after it: the write never finished
+            if torn_ok and number == len(lines):  # no newline after it: the write never finished
                 continue
             raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
@@ -62,17 +64,31 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def start_run(out: Path, run: dict, *, overwrite: bool, outputs: Iterable[Path], what: str = "a run") -> None:
-    """Open the output folder ``out`` for ``run`` (what was asked: model, settings, ...), recorded in
-    ``run.json``. A folder holding another run is refused (naming the fields that differ) unless
-    ``overwrite``, which deletes ``outputs`` first; ``what`` names the previous run in that message."""
+def check_out(
+    out: Path, run: dict, *, overwrite: bool, outputs: Iterable[Path] = (), what: str = "a run"
+) -> None:
+    """Refuse an output folder ``out`` that cannot hold ``run`` (what was asked: model, settings, ...),
+    writing nothing: a file (or a path under a file), or a folder whose ``run.json`` records another run
+    (naming the fields that differ), or one that holds ``outputs`` but no ``run.json`` — unless
+    ``overwrite``; ``what`` names the previous run in that message."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"--out {out}: {parent} is a file, not a folder")
+            if not out.exists() and not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"--out {out}: cannot create the folder ({parent} is not writable)")
+            break
+    if overwrite:
+        return
     previous = out / RUN_FILE
-    if previous.is_file() and not overwrite:
+    if previous.is_file():
         try:
             before = json.loads(previous.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            before = {}
+        if not isinstance(before, dict):
             before = {}
         if before != run:
             changed = sorted(k for k in set(before) | set(run) if before.get(k) != run.get(k))
@@ -80,6 +96,22 @@ def start_run(out: Path, run: dict, *, overwrite: bool, outputs: Iterable[Path],
                 f"--out {out}: holds {what} with other settings ({', '.join(changed)}); use another --out, "
                 "or --overwrite to start over"
             )
+    else:
+        found = [p.name for p in outputs if p.exists()]
+        if found:
+            raise UserError(
+                f"--out {out}: holds results ({', '.join(found)}) with no {RUN_FILE} saying what made them; "
+                "use another --out, or --overwrite to replace them"
+            )
+
+
+def start_run(out: Path, run: dict, *, overwrite: bool, outputs: Iterable[Path], what: str = "a run") -> None:
+    """Open the output folder ``out`` for ``run`` (what was asked: model, settings, ...), recorded in
+    ``run.json``. A folder holding another run is refused (naming the fields that differ) unless
+    ``overwrite``, which deletes ``outputs`` first; ``what`` names the previous run in that message."""
+    outputs = list(outputs)
+    check_out(out, run, overwrite=overwrite, what=what)
+    previous = out / RUN_FILE
     if overwrite:
         for path in outputs:
             path.unlink(missing_ok=True)

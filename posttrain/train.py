@@ -183,10 +183,10 @@ def quiet_unless_main() -> bool:
     return False
 
 
-def _changed_fields(before: dict, now: dict) -> list[str]:
+def _changed_fields(before: dict, now: dict, resumable: dict | None = None) -> list[str]:
     changed = []
     for section in sorted(set(before) | set(now)):
-        allowed = _RESUMABLE_CHANGES.get(section, set())
+        allowed = (_RESUMABLE_CHANGES if resumable is None else resumable).get(section, set())
         if allowed is None:
             continue
         a, b = before.get(section), now.get(section)
@@ -199,30 +199,86 @@ def _changed_fields(before: dict, now: dict) -> list[str]:
     return changed
 
 
-def _check_resumable(out: Path, recipe) -> None:
-    """Checkpoints in ``out`` must come from this recipe (up to :data:`_RESUMABLE_CHANGES`)."""
+def _saved_and_current(out: Path, recipe) -> tuple[dict, dict] | None:
+    """The recipe saved in ``out`` and this one, both without what does not touch training."""
     saved = out / "recipe.yaml"
     if not saved.is_file():
-        return
-    before, now = yaml.safe_load(saved.read_text()) or {}, recipe.to_dict()
+        return None
+    try:
+        before = yaml.safe_load(saved.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        before = {}
+    before = before if isinstance(before, dict) else {}
+    now = recipe.to_dict()
     for config in (before, now):  # whether a merged copy is written does not touch training
-        lora = (config.get("model") or {}).get("lora")
+        lora = (config.get("model") or {}).get("lora") if isinstance(config.get("model"), dict) else None
         if isinstance(lora, dict):
             lora.pop("save_merged", None)
-    changed = _changed_fields(before, now)
+    return before, now
+
+
+def _check_resumable(out: Path, recipe) -> None:
+    """Checkpoints in ``out`` must come from this recipe (up to :data:`_RESUMABLE_CHANGES`)."""
+    pair = _saved_and_current(out, recipe)
+    changed = _changed_fields(*pair) if pair is not None else []
     if changed:
         raise UserError(
             f"{out} holds checkpoints of a different recipe ({', '.join(changed)} changed); resume with the "
-            "same recipe, or set training.output_dir to a new folder to start over"
+            "same recipe, or set output_dir to a new folder, or pass --overwrite to start over there"
         )
 
 
-def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) -> dict:
-    """Train a recipe; returns the run summary (also written to ``output_dir/run_summary.json``)."""
+# what a run writes besides checkpoints and the model (removed by --overwrite)
+_RUN_FILES = ("recipe.yaml", "run_summary.json", "log_history.json", "training_curves.png")
+
+
+def _check_previous_run(out: Path, recipe, *, overwrite: bool, explicit_resume: bool) -> None:
+    """Before the model loads: ``out`` may hold checkpoints of this recipe (resumed), a run of this same
+    recipe (rerun), or nothing of ours; a run of another recipe — finished or stopped before its first
+    checkpoint — is refused unless ``--overwrite``."""
+    if overwrite or explicit_resume:
+        return
+    if last_complete_checkpoint(out) is not None:
+        _check_resumable(out, recipe)
+        return
+    pair = _saved_and_current(out, recipe)
+    changed = (
+        _changed_fields(*pair, resumable={"evaluate": None, "description": None, "output_dir": None})
+        if pair is not None
+        else []
+    )
+    if changed:
+        state = (
+            "a finished run" if (out / "run_summary.json").is_file() else "an unfinished run (no checkpoint)"
+        )
+        raise UserError(
+            f"output_dir {out}: holds {state} of a different recipe ({', '.join(changed)} changed); set "
+            "output_dir to a new folder, or pass --overwrite to replace it"
+        )
+
+
+def _clear_previous_run(out: Path) -> None:
+    """``--overwrite``: the previous run's checkpoints and reports go before this run writes its own."""
+    import shutil
+
+    for path in sorted(out.glob("checkpoint-*")):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    for name in _RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def run_train(
+    recipe_name: str, overrides: list[str], *, progress: bool = True, overwrite: bool = False
+) -> dict:
+    """Train a recipe; returns the run summary (also written to ``output_dir/run_summary.json``).
+    ``overwrite``: replace a run of another recipe in ``output_dir`` (refused otherwise)."""
     progress = quiet_unless_main() and progress
     recipe = load_recipe(recipe_name, [*overrides, *cpu_multiprocess_overrides()])
     method = get_method(recipe.method)
     args = method.build_config(recipe)
+    out = Path(args.output_dir)
+    _check_previous_run(out, recipe, overwrite=overwrite, explicit_resume=bool(args.resume_from_checkpoint))
     start = time.time()
     trainer, reports = method.setup()(recipe, args, progress=progress)
     main = trainer.is_world_process_zero()
@@ -235,10 +291,12 @@ def run_train(recipe_name: str, overrides: list[str], *, progress: bool = True) 
     if main:
         for report in reports:
             print(f"[posttrain] data {report.summary()}", flush=True)
-    out = Path(args.output_dir)
-    if not args.resume_from_checkpoint and last_complete_checkpoint(out) is not None:
-        _check_resumable(out, recipe)
-    resume = resume_point(out, args.resume_from_checkpoint, main_process=main)
+    if overwrite and not args.resume_from_checkpoint:
+        if main:
+            _clear_previous_run(out)
+        resume = None
+    else:
+        resume = resume_point(out, args.resume_from_checkpoint, main_process=main)
     if main and resume is not None:
         print(f"[posttrain] resuming from {resume} (rerun of an interrupted run)", flush=True)
     stop = GracefulStop(every=getattr(trainer, "checkpoint_every", 1))

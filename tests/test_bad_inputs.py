@@ -365,3 +365,350 @@ def test_bad_data_source(tmp_path, capsys, monkeypatch, tiny_model_dir, case):
     changes = {"model.name_or_path": str(tiny_model_dir), "data.eval": None, **build(tmp_path)}
     cli_error(capsys, ["train", str(make_recipe(tmp_path, changes))], *expected)
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. No silent acceptance: NaN scores, negative --limit, a bad last line of an input file, an empty
+# --input, another run's output folder (train and every evaluator)
+
+
+def test_nan_score_in_ranked_data_is_refused(tmp_path, capsys, tiny_model_dir):
+    data = tmp_path / "ranked.jsonl"
+    good = {"prompt": "Hi?", "responses": ["Hello.", "Go away."], "scores": [1, 0]}
+    data.write_text(
+        json.dumps(good) + "\n" + '{"prompt": "2+2?", "responses": ["4", "5"], "scores": [NaN, 0]}\n'
+    )
+    changes = {
+        "model.name_or_path": str(tiny_model_dir),
+        "data.train": {"path": str(data), "format": "ranked"},
+    }
+    recipe = make_recipe(tmp_path, {**changes, "data.eval": None})
+    cli_error(capsys, ["train", str(recipe)], str(data), "record 2", "'scores'", "non-finite")
+    assert not (tmp_path / "run").exists()
+
+
+def _mt_bench_dir(tmp: Path, question_text: str | None = None, template: str | None = None) -> Path:
+    from test_mt_bench import QUESTIONS, REFERENCES, TEMPLATES, _write_jsonl
+
+    root = tmp / "mt_bench"
+    _write_jsonl(root / "question.jsonl", QUESTIONS)
+    if question_text is not None:
+        (root / "question.jsonl").write_text(question_text)
+    templates = [dict(t) for t in TEMPLATES]
+    if template is not None:
+        templates[0]["prompt_template"] = template
+    _write_jsonl(root / "judge_prompts.jsonl", templates)
+    _write_jsonl(root / "reference_answer" / "gpt-4.jsonl", REFERENCES)
+    return root
+
+
+def _feedback_file(tmp: Path, annotators: int = 1) -> Path:
+    path = tmp / "feedback.jsonl"
+    feedback = ["The answer is correct but too long."] * annotators
+    record = {"context": "What is 2+2?", "response": "4, because ...", "feedback": feedback}
+    path.write_text(json.dumps(record) + "\n")
+    return path
+
+
+def _limit_argv(tmp: Path, model: Path, limit: str) -> dict[str, list[str]]:
+    gsm = tmp / "gsm8k.json"
+    gsm.write_text(json.dumps([{"problem": "1+1?", "answer": "2"}]))
+    return {
+        "eval-principles": ["eval", "principles", "--model", str(model), "--data", PRINCIPLES],
+        "eval-rm-bench": [
+            "eval",
+            "rm-bench",
+            "--model",
+            str(model),
+            "--data",
+            str(tmp / "chat_filtered.json"),
+        ],
+        "eval-math": ["eval", "math", "--model", str(model), "--benchmarks", str(gsm)],
+        "eval-mt-bench": [
+            "eval",
+            "mt-bench",
+            "--model",
+            "x",
+            "--judge",
+            "y",
+            "--data",
+            str(_mt_bench_dir(tmp)),
+        ],
+        "principles-extract": ["principles", "extract", "--data", str(_feedback_file(tmp)), "--model", "m"],
+    }
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+@pytest.mark.parametrize(
+    "command", ["eval-principles", "eval-rm-bench", "eval-math", "eval-mt-bench", "principles-extract"]
+)
+def test_limit_below_one_is_refused(tmp_path, capsys, tiny_model_dir, rm_bench_file, command, limit):
+    out = tmp_path / "out"
+    argv = _limit_argv(tmp_path, tiny_model_dir, limit)[command]
+    cli_error(capsys, [*argv, "--limit", limit, "--out", str(out)], "--limit must be at least 1", limit)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "bad_last_line", ['{"question_id": 4, "category": "writing", "turns": ["a"', "not json"]
+)
+def test_mt_bench_question_file_with_a_bad_last_line(tmp_path, capsys, bad_last_line):
+    from test_mt_bench import QUESTIONS
+
+    text = "".join(json.dumps(q) + "\n" for q in QUESTIONS) + bad_last_line  # no newline: looks "torn"
+    data = _mt_bench_dir(tmp_path, question_text=text)
+    out = tmp_path / "out"
+    argv = ["eval", "mt-bench", "--model", "x", "--judge", "y", "--data", str(data), "--out", str(out)]
+    cli_error(capsys, argv, "question.jsonl", "line 4", "not valid JSON")
+    assert not out.exists()
+
+
+def test_empty_score_input(tmp_path, capsys, tiny_model_dir):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "out" / "scores.jsonl"
+    argv = [
+        "score",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(empty),
+        "--principle",
+        "p",
+        "--out",
+        str(out),
+    ]
+    cli_error(capsys, argv, "--input", "empty.jsonl", "no records")
+    assert not out.parent.exists()
+
+
+def _foreign_out(tmp: Path, files: dict[str, str]) -> Path:
+    out = tmp / "out"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return out
+
+
+FOREIGN_RUN = json.dumps({"model": "someone/else"})
+
+
+@pytest.mark.parametrize(
+    "with_run_file", [True, False], ids=["run.json-of-another-model", "results-without-run.json"]
+)
+@pytest.mark.parametrize("command", ["eval-principles", "eval-rm-bench", "eval-math"])
+def test_evaluations_refuse_another_runs_out(
+    tmp_path, capsys, tiny_model_dir, rm_bench_file, command, with_run_file
+):
+    results = {
+        "eval-principles": "principle_eval.json",
+        "eval-rm-bench": "results.json",
+        "eval-math": "results.json",
+    }
+    files = {results[command]: "{}", **({"run.json": FOREIGN_RUN} if with_run_file else {})}
+    out = _foreign_out(tmp_path, files)
+    before = tree(out)
+    argv = _limit_argv(tmp_path, tiny_model_dir, "1")[command]
+    expected = "other settings" if with_run_file else "no run.json"
+    line = cli_error(
+        capsys, [*argv, "--limit", "1", "--out", str(out)], f"--out {out}", expected, "--overwrite"
+    )
+    assert tree(out) == before, line
+
+
+def test_eval_principles_out_is_resumable_and_overwritable(tmp_path, capsys, tiny_model_dir):
+    """The same command again is fine (its run.json matches); another model needs --overwrite."""
+    out = tmp_path / "out"
+    argv = ["eval", "principles", "--model", str(tiny_model_dir), "--data", PRINCIPLES, "--limit", "4"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["model"] == str(tiny_model_dir)
+    assert main([*argv, "--out", str(out)]) == 0
+    other = _copy(tiny_model_dir, tmp_path)
+    argv[3] = str(other)
+    cli_error(capsys, [*argv, "--out", str(out)], "other settings (model)")
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 0
+    assert json.loads((out / "run.json").read_text())["model"] == str(other)
+
+
+def test_train_refuses_a_folder_holding_another_recipes_run(tmp_path, capsys, tiny_model_dir):
+    base = {"model.name_or_path": str(tiny_model_dir), "data.eval": None, "training.max_steps": 1}
+    first = make_recipe(tmp_path, base)
+    assert main(["train", str(first)]) == 0
+    out = tmp_path / "run"
+    assert (out / "run_summary.json").is_file()
+    before = tree(out)
+    other = make_recipe(tmp_path, {**base, "training.learning_rate": 3.0e-5})
+    cli_error(
+        capsys,
+        ["train", str(other)],
+        f"output_dir {out}",
+        "finished run",
+        "training.learning_rate",
+        "--overwrite",
+    )
+    assert tree(out) == before
+    # the same recipe again is a rerun, not another recipe; --overwrite replaces the run
+    assert main(["train", str(other), "--overwrite"]) == 0
+    assert "learning_rate: 3.0e-05" in (out / "recipe.yaml").read_text()
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Nothing written before validation: chat flags and endpoints, the embedding model, judge templates,
+# score's temporary file, an --out under a file
+
+
+def _chat_flag_cases(url: str) -> dict[str, tuple[list[str], list[str]]]:
+    return {
+        "concurrency-0": (["--concurrency", "0"], ["--concurrency must be at least 1"]),
+        "timeout-0": (["--timeout", "0"], ["--timeout must be above 0"]),
+        "max-retries-negative": (["--max-retries", "-1"], ["--max-retries must be at least 0"]),
+        "url-without-api-model": (["--model", url], ["--model", url, "--api-model"]),
+        "url-with-hf-backend": (
+            ["--model", url, "--api-model", "m", "--backend", "hf"],
+            ["'openai' backend"],
+        ),
+    }
+
+
+CHAT_FLAG_CASES = list(_chat_flag_cases("http://127.0.0.1:9/v1"))
+
+
+@pytest.mark.parametrize("case", CHAT_FLAG_CASES)
+@pytest.mark.parametrize("command", ["mt-bench", "extract"])
+def test_chat_flags_checked_before_run_json(tmp_path, capsys, case, command):
+    from openai_stub import OpenAIStub
+
+    with OpenAIStub() as stub:
+        extra, expected = _chat_flag_cases(stub.url)[case]
+        out = tmp_path / "out"
+        if command == "mt-bench":
+            argv = ["eval", "mt-bench", "--model", stub.url, "--api-model", "p", "--judge", stub.url]
+            argv += ["--judge-api-model", "j", "--data", str(_mt_bench_dir(tmp_path))]
+        else:
+            argv = ["principles", "extract", "--data", str(_feedback_file(tmp_path)), "--model", stub.url]
+            argv += ["--api-model", "p"]
+        if "--model" in extra:  # replaces the --model/--api-model pair given above
+            i = argv.index("--model")
+            del argv[i : i + 2]
+            j = argv.index("--api-model")
+            del argv[j : j + 2]
+        cli_error(capsys, [*argv, *extra, "--out", str(out)], *expected)
+        assert not out.exists() and not stub.requests
+
+
+def test_mt_bench_judge_api_model_checked_before_run_json(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [
+        "eval",
+        "mt-bench",
+        "--model",
+        "http://127.0.0.1:9/v1",
+        "--api-model",
+        "p",
+        "--judge",
+        "http://127.0.0.1:9/v1",
+    ]
+    cli_error(capsys, [*argv, "--data", str(_mt_bench_dir(tmp_path)), "--out", str(out)], "--judge-api-model")
+    assert not out.exists()
+
+
+def test_unknown_embedding_model_before_any_model_call(tmp_path, capsys):
+    from openai_stub import OpenAIStub
+
+    out = tmp_path / "out"
+    with OpenAIStub(responder=lambda messages: "[]") as stub:
+        argv = [
+            "principles",
+            "extract",
+            "--data",
+            str(_feedback_file(tmp_path, annotators=2)),
+            "--model",
+            stub.url,
+        ]
+        argv += [
+            "--api-model",
+            "p",
+            "--embedding-model",
+            str(tmp_path / "no-such-embedder"),
+            "--out",
+            str(out),
+        ]
+        cli_error(capsys, argv)  # the embedder is named, or the packages it needs
+        assert not stub.requests and not out.exists()
+
+
+def test_judge_template_with_unknown_placeholder(tmp_path, capsys):
+    data = _mt_bench_dir(tmp_path, template="Q={question} A={answer} SCORE={rubric}")
+    out = tmp_path / "out"
+    argv = ["eval", "mt-bench", "--model", "x", "--judge", "y", "--data", str(data), "--out", str(out)]
+    cli_error(capsys, argv, "judge_prompts.jsonl", "single-v1", "{rubric}")
+    assert not out.exists()
+
+
+def test_score_failure_leaves_no_tmp_file(tmp_path, capsys, monkeypatch, tiny_model_dir, principle_input):
+    from posttrain.errors import UserError
+    from posttrain.rewards.principle import PrincipleRewardModel
+
+    def fail(self, *args, **kwargs):
+        raise UserError("scoring failed (test)")
+
+    monkeypatch.setattr(PrincipleRewardModel, "score", fail)
+    out = tmp_path / "out" / "scores.jsonl"
+    argv = ["score", "--model", str(tiny_model_dir), "--input", str(principle_input), "--out", str(out)]
+    cli_error(capsys, argv, "scoring failed")
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["rm-bench", "principles", "math", "score"])
+def test_out_under_a_file_refused_before_the_model_loads(
+    tmp_path, capsys, monkeypatch, tiny_model_dir, rm_bench_file, principle_input, command
+):
+    from posttrain.rewards.principle import PrincipleRewardModel
+
+    monkeypatch.setattr(PrincipleRewardModel, "from_pretrained", lambda *a, **k: pytest.fail("model loaded"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = blocker / "out"
+    argv = {
+        "rm-bench": _limit_argv(tmp_path, tiny_model_dir, "1")["eval-rm-bench"],
+        "principles": _limit_argv(tmp_path, tiny_model_dir, "1")["eval-principles"],
+        "math": _limit_argv(tmp_path, tiny_model_dir, "1")["eval-math"],
+        "score": ["score", "--model", str(tiny_model_dir), "--input", str(principle_input)],
+    }[command]
+    target = str(out / "s.jsonl") if command == "score" else str(out)
+    cli_error(capsys, [*argv, "--out", target], "a-file")
+    assert blocker.read_text() == "x"
+
+
+# --------------------------------------------------------------------------------------------------
+# 6. Empty results are not a success
+
+
+def test_mt_bench_without_a_usable_judgment_exits_1(tmp_path, capsys):
+    from openai_stub import OpenAIStub
+
+    out = tmp_path / "out"
+    with OpenAIStub(responder=lambda messages: "I would rather not say.") as stub:
+        argv = ["eval", "mt-bench", "--model", stub.url, "--api-model", "p", "--judge", stub.url]
+        argv += ["--judge-api-model", "j", "--data", str(_mt_bench_dir(tmp_path)), "--out", str(out)]
+        rc = main(argv)
+    captured = capsys.readouterr()
+    assert rc == 1, captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no usable judgment" in errors[0] and "6 judged" in errors[0]
+    assert (out / "results.json").is_file()  # the summary is written and printed
+    assert "turn 1" in captured.out.lower() or "overall" in captured.out.lower()
+
+
+def test_extraction_with_no_principle_written_exits_1(tmp_path, capsys):
+    from openai_stub import OpenAIStub
+
+    out = tmp_path / "out"
+    with OpenAIStub(responder=lambda messages: "[]") as stub:
+        argv = ["principles", "extract", "--data", str(_feedback_file(tmp_path)), "--model", stub.url]
+        rc = main([*argv, "--api-model", "p", "--keep-single-annotator", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 1, captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no principle records written" in errors[0]
+    assert "principle records written" in captured.out and (out / "counts.json").is_file()

@@ -551,7 +551,7 @@ def test_eval_math_cli_end_to_end(tmp_path, tiny_model_dir, capsys):
     args += ["--samples", 2, "--max-new-tokens", 8, "--backend", "hf", "--batch-size", 4, "--out", out]
     code, stdout, stderr = run_cli([*args, "--label", "tiny"], capsys)
     assert code == 0, stderr
-    assert {p.name for p in out.iterdir()} == {"results.json", "samples.jsonl", "math_eval.png"}
+    assert {p.name for p in out.iterdir()} == {"results.json", "samples.jsonl", "math_eval.png", "run.json"}
     assert (out / "math_eval.png").stat().st_size > 1000
     assert "gsm8k" in stdout and "pass@1" in stdout
 

@@ -21,6 +21,7 @@ prompt) is dropped and counted by reason.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -149,6 +150,10 @@ def adapt_ranked(rec: dict, where: str) -> dict:
         isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores
     ):
         raise UserError(f"{where}: field 'scores' must be a list of numbers")
+    if not all(math.isfinite(s) for s in scores):
+        raise UserError(
+            f"{where}: field 'scores' holds a non-finite value ({scores}); scores must be finite numbers"
+        )
     if len(scores) != len(responses):
         raise UserError(f"{where}: 'responses' has {len(responses)} items but 'scores' has {len(scores)}")
     if len(responses) < 2:
@@ -166,7 +171,11 @@ def adapt_helpsteer3(rec: dict, where: str) -> dict:
     preference = _require(rec, "overall_preference", where)
     if not isinstance(first, str) or not isinstance(second, str):
         raise UserError(f"{where}: fields 'response1' and 'response2' must be strings")
-    if not isinstance(preference, (int, float)) or isinstance(preference, bool):
+    if (
+        not isinstance(preference, (int, float))
+        or isinstance(preference, bool)
+        or not math.isfinite(preference)
+    ):
         raise UserError(f"{where}: field 'overall_preference' must be a number in -3..3")
     if preference == 0:
         raise _Drop("all scores tied")

@@ -107,7 +107,11 @@ def summarize(samples: Sequence[dict]) -> dict[str, Any]:
 
 
 def _write_outputs(out: Path, results: dict, rows: list[dict], extra_runs: Sequence[dict] = ()) -> None:
+    from posttrain.jsonl import RUN_FILE, write_atomic
+
     out.mkdir(parents=True, exist_ok=True)
+    run = {"model": results["model"], "settings": results["settings"]}  # what --out holds (see check_out)
+    write_atomic(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
     tmp = out / (SAMPLES_FILE + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
@@ -145,6 +149,7 @@ def evaluate_math(
     label: str | None = None,
     compare: Sequence[str | os.PathLike] = (),
     resume: bool = False,
+    overwrite: bool = False,
     generator=None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -152,8 +157,9 @@ def evaluate_math(
     :func:`posttrain.data.math.math_benchmark_records`); returns the results dict written to
     ``results.json``. All benchmarks are read (and checked) before the model loads. With ``out_dir`` the
     outputs are rewritten after each benchmark, so ``resume=True`` skips benchmarks already done with the
-    same settings. ``compare``: other result folders drawn on the same chart. ``generator``: a ready
-    generator (tests; otherwise built by :func:`build_generator`).
+    same settings. An ``out_dir`` holding another model's or other settings' results is refused unless
+    ``overwrite`` (its ``run.json`` says what made them). ``compare``: other result folders drawn on the same
+    chart. ``generator``: a ready generator (tests; otherwise built by :func:`build_generator`).
     """
     from posttrain.data.math import (
         benchmark_name,
@@ -161,6 +167,7 @@ def evaluate_math(
         default_benchmark_dir,
         math_benchmark_records,
     )
+    from posttrain.jsonl import check_out
 
     settings = settings or MathEvalSettings()
     settings.check()
@@ -181,14 +188,10 @@ def evaluate_math(
         },
     }
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:  # fail now, not after hours of sampling
-        if out.exists() and not out.is_dir():
-            raise UserError(f"--out {out}: exists and is not a folder")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
     key = {"model": header["model"], "settings": header["settings"]}
+    if out is not None:  # fail now, not after hours of sampling; nothing is written before the first result
+        outputs = [out / RESULTS_FILE, out / SAMPLES_FILE]
+        check_out(out, key, overwrite=overwrite, outputs=outputs, what="math results of another run")
     rows: list[dict] = _resume_rows(out, key) if (resume and out is not None) else []
     rows = [r for r in rows if r["benchmark"] in names]
     done = {r["benchmark"] for r in rows}

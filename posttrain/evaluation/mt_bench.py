@@ -183,7 +183,7 @@ def load_data(
         if not (folder / name).is_file():
             raise UserError(f"MT-Bench data {folder}: no {name}")
     questions = []
-    for i, q in enumerate(read_jsonl(folder / QUESTION_FILE)):
+    for i, q in enumerate(read_jsonl(folder / QUESTION_FILE, torn_ok=False)):
         where = f"{folder / QUESTION_FILE}: question {i + 1}"
         if not isinstance(q.get("question_id"), int) or not isinstance(q.get("category"), str):
             raise UserError(f"{where}: needs an integer 'question_id' and a 'category'")
@@ -198,15 +198,16 @@ def load_data(
     if not questions:
         raise UserError(f"{folder / QUESTION_FILE}: no questions")
 
-    prompts = {p.get("name"): p for p in read_jsonl(folder / JUDGE_PROMPTS_FILE)}
+    prompts = {p.get("name"): p for p in read_jsonl(folder / JUDGE_PROMPTS_FILE, torn_ok=False)}
     needed = {name for (m, _, _), name in JUDGE_PROMPTS.items() if m == mode}
     missing = sorted(needed - set(prompts))
     if missing:
         raise UserError(f"{folder / JUDGE_PROMPTS_FILE}: no judge prompt named {', '.join(missing)}")
+    _check_judge_prompts(prompts, mode, folder / JUDGE_PROMPTS_FILE)
 
     references: dict[int, list[str]] = {}
     if (folder / REFERENCE_FILE).is_file():
-        for rec in read_jsonl(folder / REFERENCE_FILE):
+        for rec in read_jsonl(folder / REFERENCE_FILE, torn_ok=False):
             references[rec.get("question_id")] = _answer_turns(rec, folder / REFERENCE_FILE)
     lacking = [
         q["question_id"] for q in questions if _needs_reference(q) and q["question_id"] not in references
@@ -217,6 +218,30 @@ def load_data(
             f"{', '.join(map(str, lacking))}, whose category is judged against one"
         )
     return MTBenchData(questions=questions, judge_prompts=prompts, references=references, source=str(folder))
+
+
+def _check_judge_prompts(prompts: dict[str, dict], mode: str, path: Path) -> None:
+    """Render every judge prompt ``mode`` uses once with stand-in text, so a template with an unknown
+    ``{placeholder}`` (or no ``prompt_template``) is refused before any answer is generated or judged."""
+    question, answer, reference = {"turns": ["q1", "q2"]}, ["a1", "a2"], ["r1", "r2"]
+    for (m, with_reference, turn), name in JUDGE_PROMPTS.items():
+        if m != mode:
+            continue
+        template = prompts[name]
+        if not isinstance(template.get("prompt_template"), str):
+            raise UserError(f"{path}: judge prompt '{name}': needs a string 'prompt_template'")
+        ref = reference if with_reference else None
+        try:
+            if mode == "single":
+                render_single(template, question, answer, turn, ref)
+            else:
+                render_pair(template, question, answer, answer, turn, ref)
+        except KeyError as exc:
+            raise UserError(
+                f"{path}: judge prompt '{name}': unknown placeholder {{{exc.args[0]}}} in its prompt_template"
+            ) from None
+        except (IndexError, ValueError) as exc:
+            raise UserError(f"{path}: judge prompt '{name}': bad prompt_template ({exc})") from None
 
 
 def _needs_reference(question: dict) -> bool:

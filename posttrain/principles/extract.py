@@ -548,7 +548,8 @@ def extract_principles(
     options = dict(backend_options or {})
     records = load_records(data, settings.limit)
     if embedder is None and any(len(r.feedbacks) > 1 for r in records):
-        check_embedder(embedding_model)
+        # loaded now (it is small): an unknown --embedding-model is found before any model call is paid for
+        embedder = load_embedder(embedding_model)
     url = model.startswith(("http://", "https://"))
     model_id = model_id_for(options.get("api_model") or "model") if url else model_id_for(model)
     run = {
