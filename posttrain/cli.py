@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from posttrain.errors import IncompleteRun, UserError
+from posttrain.errors import IncompleteRun, MaskingStream, UserError, mask_secrets, secret_values
 
 EXIT_USAGE = 2
 
@@ -598,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_math_parsers(benches)
     _add_mt_bench_parsers(benches)
     _add_principles_parsers(sub)
+    from posttrain import vllm_serve
+
+    vllm_serve.add_parser(sub)
     return parser
 
 
@@ -652,17 +655,24 @@ def _check_chat_spec(spec: str, backend: str | None, api_model: str | None, flag
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
+    # API keys never reach the terminal, even when a server echoes the Authorization header back
+    secrets = secret_values(getattr(ns, "api_key_env", None))
+    stderr = sys.stderr
+    if secrets:
+        sys.stderr = MaskingStream(stderr, secrets)
     try:
         _check_flag_values(ns)
         return ns.func(ns)
     except UserError as exc:
         # One line, as promised: pydantic (several errors) and TrainingArguments messages span lines.
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {mask_secrets(message, secrets)}", file=sys.stderr)
         return EXIT_USAGE
     except IncompleteRun as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(exc), secrets)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stderr = stderr

@@ -67,6 +67,8 @@ class OpenAIStub:
       (``lambda n: 5.0 if n == 0 else 0.0`` makes only the first request slow).
     - ``require_key``: answer 401 unless ``Authorization: Bearer <require_key>``.
     - ``model``: answer 404 (model not found) to requests for another model; default any model.
+    - ``echo_auth_status``: answer every request with this status and an error message that quotes the
+      request's ``Authorization`` header (a server that echoes the API key back).
 
     Attributes: ``url`` (``http://127.0.0.1:PORT/v1``), ``requests`` (one ``{"path", "headers", "body"}``
     dict per request, in arrival order; ``body`` is the parsed JSON or None), ``max_in_flight`` (the most
@@ -84,11 +86,13 @@ class OpenAIStub:
         delay: float | Callable[[int], float] = 0.0,
         require_key: str | None = None,
         model: str | None = None,
+        echo_auth_status: int | None = None,
     ):
         self.responder = responder or echo
         self.fail_first, self.fail_status, self.fail_body = fail_first, fail_status, fail_body
         self.retry_after, self.delay = retry_after, delay
         self.require_key, self.model = require_key, model
+        self.echo_auth_status = echo_auth_status
         self._wants_request = "request" in inspect.signature(self.responder).parameters
         self.requests: list[dict] = []
         self.max_in_flight = 0
@@ -156,6 +160,9 @@ class OpenAIStub:
     def _answer(self, n: int, handler, body) -> tuple[int, dict | bytes, dict[str, str]]:
         if handler.path.rstrip("/") != PATH:
             return _error(404, f"no route {handler.path}")
+        if self.echo_auth_status is not None:  # a careless server: its error quotes the request's key
+            received = handler.headers.get("Authorization")
+            return _error(self.echo_auth_status, f"rejected request with Authorization: {received}")
         if (
             self.require_key is not None
             and handler.headers.get("Authorization") != f"Bearer {self.require_key}"

@@ -712,3 +712,145 @@ def test_extraction_with_no_principle_written_exits_1(tmp_path, capsys):
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no principle records written" in errors[0]
     assert "principle records written" in captured.out and (out / "counts.json").is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# 7. Security: the API key never printed; the SLURM template quotes overrides; custom rewards are opt-in
+
+API_KEY = "sk-posttrain-test-0123456789abcdef"
+
+
+@pytest.mark.parametrize("status", [401, 500], ids=["rejected-at-once", "retried-then-failed"])
+@pytest.mark.parametrize("command", ["mt-bench", "extract"])
+def test_api_key_echoed_by_the_server_is_masked(tmp_path, capsys, monkeypatch, status, command):
+    from openai_stub import OpenAIStub
+
+    monkeypatch.setenv("POSTTRAIN_TEST_CRED", API_KEY)  # a name that does not look secret: --api-key-env says
+    out = tmp_path / "out"
+    with OpenAIStub(echo_auth_status=status) as stub:
+        if command == "mt-bench":
+            argv = ["eval", "mt-bench", "--model", stub.url, "--api-model", "p", "--judge", stub.url]
+            argv += ["--judge-api-model", "j", "--data", str(_mt_bench_dir(tmp_path)), "--limit", "1"]
+        else:
+            argv = ["principles", "extract", "--data", str(_feedback_file(tmp_path)), "--model", stub.url]
+            argv += ["--api-model", "p"]
+        argv += [
+            "--api-key-env",
+            "POSTTRAIN_TEST_CRED",
+            "--max-retries",
+            "1",
+            "--timeout",
+            "5",
+            "--out",
+            str(out),
+        ]
+        monkeypatch.setattr("posttrain.chat_backends.MAX_WAIT", 0.01, raising=False)
+        rc = main(argv)
+        assert stub.requests and any(API_KEY in v for v in stub.requests[0]["headers"].values())
+    captured = capsys.readouterr()
+    assert rc in (1, 2), captured.err
+    assert API_KEY not in captured.err and API_KEY not in captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "***" in captured.err, captured.err
+
+
+def _fake_tool(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/bash\n" + body)
+    path.chmod(0o755)
+
+
+def test_slurm_template_passes_overrides_as_arguments(tmp_path):
+    """launch/slurm.sbatch run by bash with stand-ins for scontrol, srun and accelerate (no SLURM here):
+    each override reaches posttrain as one argument, and shell syntax inside one is never executed."""
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_tool(bin_dir, "scontrol", "echo node-a; echo node-b\n")
+    _fake_tool(bin_dir, "srun", 'while [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')  # run the command
+    received = tmp_path / "argv.json"
+    _fake_tool(
+        bin_dir,
+        "accelerate",
+        f"exec {os.sys.executable} -c \"import json, sys; json.dump(sys.argv[1:], open('{received}', 'w'))\" \"$@\"\n",
+    )
+    overrides = [
+        "training.run_name=two words",
+        "description=x; touch pwned-semicolon",
+        "output_dir=$(touch pwned-subshell)",
+        "model.chat_template=`touch pwned-backtick`",
+        'data.train.path=it\'s "quoted"',
+    ]
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_NODELIST": "node-[a-b]",
+        "SLURM_NNODES": "2",
+        "SLURM_NODEID": "1",
+        "GPUS_PER_NODE": "8",
+    }
+    proc = subprocess.run(
+        ["bash", str(ROOT / "launch" / "slurm.sbatch"), "recipes/cpl/quickstart.yaml", *overrides],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    argv = json.loads(received.read_text())
+    assert argv[: argv.index("-m")] == [
+        "launch",
+        "--config_file",
+        "launch/deepspeed_zero3.yaml",
+        "--num_machines",
+        "2",
+        "--num_processes",
+        "16",
+        "--machine_rank",
+        "1",
+        "--main_process_ip",
+        "node-a",
+        "--main_process_port",
+        "29500",
+        "--rdzv_backend",
+        "c10d",
+    ]
+    assert argv[argv.index("-m") :] == ["-m", "posttrain", "train", "recipes/cpl/quickstart.yaml", *overrides]
+    assert not list(tmp_path.glob("pwned*"))
+
+
+def _drpo_recipe(tmp: Path, model: Path, extra: str = "") -> Path:
+    path = tmp / "drpo.yaml"
+    path.write_text(
+        f"""method: drpo
+output_dir: {tmp / "run"}
+model: {{name_or_path: {model}, dtype: float32}}
+data:
+  train: {{path: {ROOT / "data" / "drpo" / "arithmetic_train.jsonl"}, format: math, limit: 4}}
+drpo: {{num_generations: 4, max_completion_length: 6, rewards: ["os:getcwd"]{extra}}}
+training: {{max_steps: 1, per_device_train_batch_size: 4, save_strategy: "no", report_to: none}}
+"""
+    )
+    return path
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_module_function_rewards_need_an_explicit_opt_in(
+    tmp_path, capsys, monkeypatch, tiny_model_dir, command
+):
+    import importlib
+
+    imported = []
+    real_import = importlib.import_module
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name, *a: imported.append(name) or real_import(name, *a)
+    )
+    recipe = _drpo_recipe(tmp_path, tiny_model_dir)
+    cli_error(
+        capsys, [command, str(recipe)], "drpo.rewards", "'os:getcwd'", "drpo.allow_custom_rewards: true"
+    )
+    assert "os" not in imported and not (tmp_path / "run").exists()
+    opted_in = _drpo_recipe(tmp_path, tiny_model_dir, ", allow_custom_rewards: true")
+    assert main(["validate", str(opted_in)]) == 0

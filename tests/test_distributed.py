@@ -164,7 +164,7 @@ output_dir: {tmp_path / "unused"}
 model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
 data:
   train: {{path: {data}, format: math}}
-drpo: {{num_generations: 4, max_completion_length: 8, rewards: ["drpo_test_rewards:parity"], steps_per_generation: 2}}
+drpo: {{num_generations: 4, max_completion_length: 8, rewards: ["drpo_test_rewards:parity"], allow_custom_rewards: true, steps_per_generation: 2}}
 training: {{max_steps: 4, per_device_train_batch_size: 8, logging_steps: 1, save_strategy: "no", report_to: none,
            seed: 1, learning_rate: 1.0e-3}}
 """

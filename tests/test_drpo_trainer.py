@@ -270,11 +270,14 @@ def test_reward_specs_resolve_or_name_the_mistake():
     from posttrain.rewards.registry import resolve_reward
 
     assert resolve_reward("math_correctness") is math_correctness
-    assert resolve_reward("drpo_test_rewards:parity") is parity
+    assert resolve_reward("drpo_test_rewards:parity", allow_custom=True) is parity
+    # module:function runs code the recipe names: only with drpo.allow_custom_rewards
+    with pytest.raises(UserError, match="drpo.allow_custom_rewards: true"):
+        resolve_reward("drpo_test_rewards:parity")
     with pytest.raises(UserError, match="did you mean 'math_correctness'"):
         resolve_reward("math_corectness")
     with pytest.raises(UserError, match="cannot import"):
-        resolve_reward("no_such_module:f")
+        resolve_reward("no_such_module:f", allow_custom=True)
 
 
 @pytest.mark.integration
@@ -299,7 +302,7 @@ method: drpo
 output_dir: {tmp_path / "out"}
 model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
 data: {{train: {{path: {problems}, format: math}}}}
-drpo: {{num_generations: 4, max_completion_length: 6, rewards: ["drpo_test_rewards:parity"]}}
+drpo: {{num_generations: 4, max_completion_length: 6, rewards: ["drpo_test_rewards:parity"], allow_custom_rewards: true}}
 training: {{max_steps: 2, per_device_train_batch_size: 8, logging_steps: 1, save_strategy: "no", report_to: none}}
 evaluate:
   math: {{benchmarks: ["{problems}"], limit: 3, samples: 2, max_new_tokens: 4}}

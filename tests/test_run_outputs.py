@@ -129,7 +129,7 @@ method: drpo
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
 data: {{train: {{path: {problems}, format: math}}}}
-drpo: {{num_generations: 4, max_completion_length: 6, rewards: ["drpo_test_rewards:parity"]}}
+drpo: {{num_generations: 4, max_completion_length: 6, rewards: ["drpo_test_rewards:parity"], allow_custom_rewards: true}}
 training: {{max_steps: 3, per_device_train_batch_size: 8, logging_steps: 5, save_strategy: "no",
            report_to: none}}
 """

@@ -1,6 +1,7 @@
 """Reward functions a recipe can name (``drpo.rewards``), all with TRL's ``reward_funcs`` signature.
 
-An entry is a registered name, ``module:function`` (any TRL-signature callable on the import path), or
+An entry is a registered name, ``module:function`` (any TRL-signature callable on the import path; only with
+``drpo.allow_custom_rewards: true``, since importing a module runs its code), or
 ``principle_rm=PATH`` (an RLBFF principle RM read from PATH; the principle comes from the dataset's
 ``principle`` column).
 """
@@ -33,14 +34,35 @@ REWARDS: dict[str, Callable[[], Callable]] = {
 }
 
 
-def resolve_reward(spec: str) -> Callable:
-    """One reward spec → a callable; a bad spec is a :class:`UserError` naming it."""
+CUSTOM_REWARD_OPT_IN = "drpo.allow_custom_rewards"
+
+
+def is_custom_reward(spec: str) -> bool:
+    """``module:function``: importing it runs code that the recipe names."""
+    return ":" in spec and not spec.startswith("principle_rm=")
+
+
+def check_custom_rewards(specs, *, allowed: bool) -> None:
+    """Refuse ``module:function`` rewards unless the recipe opts in (:data:`CUSTOM_REWARD_OPT_IN`): importing a
+    module runs its code, so a recipe from elsewhere must say so visibly before it can."""
+    custom = [spec for spec in specs if is_custom_reward(spec)]
+    if custom and not allowed:
+        raise UserError(
+            f"drpo.rewards: '{custom[0]}' imports and runs the module '{custom[0].partition(':')[0]}'; "
+            f"set {CUSTOM_REWARD_OPT_IN}: true to allow rewards from your own modules"
+        )
+
+
+def resolve_reward(spec: str, *, allow_custom: bool = False) -> Callable:
+    """One reward spec → a callable; a bad spec is a :class:`UserError` naming it. ``module:function`` is
+    imported only with ``allow_custom`` (the recipe's ``drpo.allow_custom_rewards``)."""
     if spec.startswith("principle_rm="):
         from posttrain.rewards.principle import PrincipleReward, PrincipleRewardModel
 
         path = spec.split("=", 1)[1]
         return PrincipleReward(PrincipleRewardModel.from_pretrained(path, field=f"drpo.rewards '{spec}'"))
-    if ":" in spec:
+    if is_custom_reward(spec):
+        check_custom_rewards([spec], allowed=allow_custom)
         module, _, attr = spec.partition(":")
         try:
             func = getattr(importlib.import_module(module), attr)

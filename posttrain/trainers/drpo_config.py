@@ -75,6 +75,13 @@ class DRPOConfig(GRPOConfig, GuardArguments):
             "or 'principle_rm=PATH' for an RLBFF principle RM. Weights: reward_weights."
         },
     )
+    allow_custom_rewards: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow 'module:function' rewards: importing the module runs its code, so a recipe must "
+            "opt in explicitly."
+        },
+    )
     correct_reward: str | None = field(
         default=None,
         metadata={
@@ -137,6 +144,15 @@ class DRPOConfig(GRPOConfig, GuardArguments):
             raise ConfigFieldError("trust_region_beta", "β and δ must be ≥ 0")
         if not self.rewards:
             raise ConfigFieldError("rewards", "name at least one reward function")
+        from posttrain.rewards.registry import is_custom_reward
+
+        custom = [spec for spec in self.rewards if is_custom_reward(spec)]
+        if custom and not self.allow_custom_rewards:
+            raise ConfigFieldError(
+                "rewards",
+                f"'{custom[0]}' imports and runs the module '{custom[0].partition(':')[0]}'; set "
+                "drpo.allow_custom_rewards: true to allow rewards from your own modules",
+            )
         if self.max_completion_length is None or self.max_completion_length <= 0:
             raise ConfigFieldError("max_completion_length", "must be a positive number of tokens")
         k = self.num_generations

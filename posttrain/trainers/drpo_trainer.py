@@ -271,7 +271,7 @@ def setup_from_recipe(recipe, args: DRPOConfig, *, progress: bool = True):
                 splits[name] = load_prompt_split(source, report=reports[-1])
             else:
                 splits[name] = load_math_split(source, suffix=suffix, report=reports[-1])
-    reward_funcs = [resolve_reward(spec) for spec in args.rewards]
+    reward_funcs = [resolve_reward(spec, allow_custom=args.allow_custom_rewards) for spec in args.rewards]
     tokenizer = load_tokenizer(recipe.model, padding_side="left")
     model = load_model(recipe.model)
     trainer = DRPOTrainer(
