@@ -5,9 +5,9 @@ this module gives them one protocol, :class:`ChatBackend`, with two implementati
 
 - :class:`LocalChat` wraps a :mod:`posttrain.generation` sampler (``hf`` or ``vllm``): the conversations are
   rendered with the model's chat template (assistant turn opened) and sampled once each, in chunks.
-- :class:`OpenAIChat` POSTs to ``{base_url}/chat/completions`` of any OpenAI-compatible server (OpenAI,
-  vLLM's ``vllm serve``, llama.cpp, TGI, ...) with the standard library only, ``concurrency`` requests at a
-  time.
+- :class:`OpenAIChat` calls ``{base_url}/chat/completions`` of any OpenAI-compatible server (OpenAI,
+  vLLM's ``vllm serve``, llama.cpp, TGI, ...) through the ``openai`` SDK (its HTTP client, timeouts and
+  typed errors), ``concurrency`` requests at a time.
 
 Protocol. ``chat(conversations, temperature=, max_new_tokens=, on_result=, desc=)`` takes OpenAI-style
 message lists (``{"role": "system"|"user"|"assistant", "content": str}``, the last one a user turn) and
@@ -19,7 +19,8 @@ Temperature 0 is greedy. ``model_id`` is the name written into output files.
 
 Retries (HTTP). Connection errors, timeouts, HTTP 408/409/429/5xx and malformed replies are retried up to
 ``max_retries`` times, waiting ``backoff * 2**attempt`` seconds (at most :data:`MAX_WAIT`), or longer when
-the server sends a numeric ``Retry-After``. Other 4xx (bad request, unknown model, wrong key) fail at once:
+the server sends a numeric ``Retry-After``. The SDK's own retries are off (``max_retries=0``): this loop
+decides, so a retry is reported on stderr and its wait ends as soon as the call is abandoned (Ctrl-C). Other 4xx (bad request, unknown model, wrong key) fail at once:
 the request cannot succeed as sent. When every request of a call fails with 401, 403 or 404 the endpoint,
 model name or key is wrong, and :class:`~posttrain.errors.UserError` says so instead of an empty result.
 
@@ -30,13 +31,11 @@ to every user of the machine and lands in shell history), never stored on the ba
 
 from __future__ import annotations
 
-import http.client
+import functools
 import json
 import os
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -65,6 +64,7 @@ class ChatBackend(Protocol):
         max_new_tokens: int = 1024,
         on_result: OnResult | None = None,
         desc: str = "chat",
+        json_schema: dict | None = None,
     ) -> list[str | None]: ...
 
 
@@ -116,6 +116,7 @@ class LocalChat:
         max_new_tokens: int = 1024,
         on_result: OnResult | None = None,
         desc: str = "chat",
+        json_schema: dict | None = None,
     ) -> list[str | None]:
         from tqdm.auto import tqdm
 
@@ -125,7 +126,12 @@ class LocalChat:
         _check_settings(temperature, max_new_tokens)
         # top_p 1: the temperature alone shapes the distribution, as an API call with only a temperature
         settings = Sampling(
-            samples=1, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, seed=self.seed
+            samples=1,
+            temperature=temperature,
+            top_p=1.0,
+            max_new_tokens=max_new_tokens,
+            seed=self.seed,
+            json_schema=json_schema,  # vLLM decodes against it; HF generate samples free text
         )
         replies: list[str | None] = [None] * len(conversations)
         starts = range(0, len(conversations), self.batch_size)
@@ -217,7 +223,8 @@ class OpenAIChat:
             raise UserError(f"--max-retries must be >= 0, got {max_retries}")
         if backoff < 0:
             raise UserError(f"backoff must be >= 0 seconds, got {backoff}")
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
         self.model, self.model_id = model, model_id or model
         self.api_key_env, self.concurrency, self.timeout = api_key_env, concurrency, timeout
         self.max_retries, self.backoff, self.progress = max_retries, backoff, progress
@@ -230,6 +237,7 @@ class OpenAIChat:
         max_new_tokens: int = 1024,
         on_result: OnResult | None = None,
         desc: str = "chat",
+        json_schema: dict | None = None,
     ) -> list[str | None]:
         from tqdm.auto import tqdm
 
@@ -237,17 +245,26 @@ class OpenAIChat:
         _check_settings(temperature, max_new_tokens)
         if not conversations:
             return []
-        headers = {"Content-Type": "application/json", "User-Agent": "posttrain"}
+        import openai
+
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=key or "unused",  # the SDK insists on one (else it reads $OPENAI_API_KEY itself)
+            timeout=self.timeout,
+            max_retries=0,
+            default_headers={"User-Agent": "posttrain"},
+        )
+        # without a key no Authorization header is sent at all
+        no_auth = {} if key else {"extra_headers": {"Authorization": openai.Omit()}}
+        create = functools.partial(client.chat.completions.with_raw_response.create, **no_auth)
         replies: list[str | None] = [None] * len(conversations)
         failures: list[_Failure] = []
         stop = threading.Event()  # set on the way out (Ctrl-C, an on_result error): workers end quickly
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations)))
         try:
             futures = {
-                pool.submit(self._request, i, conv, temperature, max_new_tokens, headers, stop): i
+                pool.submit(self._request, i, conv, temperature, max_new_tokens, create, stop): i
                 for i, conv in enumerate(conversations)
             }
             with tqdm(total=len(futures), desc=desc, unit="request", disable=not self.progress) as bar:
@@ -264,6 +281,7 @@ class OpenAIChat:
         finally:
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            client.close()
         if len(failures) == len(conversations) and all(f.status in SETUP_STATUSES for f in failures):
             hint = f" (${self.api_key_env} is {'set' if key else 'not set'})" if self.api_key_env else ""
             raise UserError(
@@ -278,22 +296,20 @@ class OpenAIChat:
         conversation: list[dict],
         temperature: float,
         max_new_tokens: int,
-        headers: dict[str, str],
+        create: Callable,
         stop: threading.Event,
     ) -> str | _Failure:
         """One reply, retried per the module docstring; a :class:`_Failure` when it fails for good."""
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": conversation,
-                "temperature": temperature,
-                "max_tokens": max_new_tokens,
-            }
-        ).encode("utf-8")
+        body = {
+            "model": self.model,
+            "messages": conversation,
+            "temperature": temperature,
+            "max_tokens": max_new_tokens,
+        }
         for attempt in range(self.max_retries + 1):
             if stop.is_set():
                 return _Failure("cancelled")
-            result = self._attempt(body, headers)
+            result = self._attempt(create, body)
             if not isinstance(result, _Failure) or not result.retry:
                 return result
             if attempt == self.max_retries:
@@ -310,25 +326,24 @@ class OpenAIChat:
             stop.wait(wait)  # a sleep that ends early when the call is abandoned
         raise AssertionError("unreachable")
 
-    def _attempt(self, body: bytes, headers: dict[str, str]) -> str | _Failure:
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+    def _attempt(self, create: Callable, body: dict) -> str | _Failure:
+        """One request through the SDK (``create``: its raw-response chat completion); its typed errors
+        become a :class:`_Failure` (retried or not)."""
+        import openai
+
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            try:
-                text = _error_text(exc.read())
-            except (OSError, http.client.HTTPException):
-                text = "no error text"
+            response = create(**body)
+        except openai.APIStatusError as exc:
+            status = exc.status_code
             retry = status in RETRY_STATUSES or status >= 500
-            return _Failure(f"HTTP {status}: {text}", status, retry, _retry_after(exc.headers))
-        except TimeoutError:
+            text = _error_text(exc.response.content) if exc.response is not None else exc.message
+            return _Failure(f"HTTP {status}: {text}", status, retry, _retry_after(exc.response.headers))
+        except openai.APITimeoutError:
             return _Failure(f"no reply within {self.timeout:g}s", retry=True)
-        except urllib.error.URLError as exc:  # no connection (refused, unknown host, connect timeout)
-            return _Failure(f"cannot connect to {self.url}: {exc.reason}", retry=True)
-        except (OSError, http.client.HTTPException) as exc:  # connection dropped mid-reply
-            return _Failure(f"connection error: {exc!r}", retry=True)
+        except openai.APIConnectionError as exc:  # refused, unknown host, dropped mid-reply
+            cause = exc.__cause__ or exc
+            return _Failure(f"cannot connect to {self.url}: {cause}", retry=True)
+        raw = response.http_response.content
         try:
             choice = json.loads(raw)["choices"][0]
             content = choice["message"]["content"]

@@ -159,12 +159,15 @@ def test_bearer_key_from_the_environment_only(monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test-123")
     with OpenAIStub(require_key="sk-test-123") as stub:
         assert client(stub).chat([ask("hi")]) == ["echo: hi"]
-    assert stub.requests[0]["headers"]["Authorization"] == "Bearer sk-test-123"
+    # header names are case-insensitive (the openai SDK's httpx sends them in lower case)
+    headers = {name.lower(): value for name, value in stub.requests[0]["headers"].items()}
+    assert headers["authorization"] == "Bearer sk-test-123"
 
     monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-be-sent")  # another variable is never read
     with OpenAIStub() as stub:
         assert client(stub).chat([ask("hi")]) == ["echo: hi"]
-    assert "Authorization" not in stub.requests[0]["headers"]
+    assert "authorization" not in {name.lower() for name in stub.requests[0]["headers"]}
     with pytest.raises(TypeError):
         OpenAIChat(stub.url, "m", api_key="sk-nope")  # type: ignore[call-arg]
 
