@@ -51,8 +51,9 @@ def packed_layout(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def _cpl_class():
+    from posttrain.lm_head import project_positions
     from posttrain.trainers.cpl_trainer import CPLTrainer
-    from posttrain.trainers.utils import scatter_token_logps, supports_logits_mask
+    from posttrain.trainers.utils import scatter_token_logps
 
     class PackedCPLTrainer(CPLTrainer):
         """CPLTrainer whose forward packs the batch's sequences into one row."""
@@ -65,15 +66,12 @@ def _cpl_class():
             # token is never predicted across a sequence boundary
             predicts = torch.zeros_like(packed_response)
             predicts[:-1] = packed_response[1:]
-            masked = supports_logits_mask(model)
-            logits = model(
-                input_ids=inputs["input_ids"][keep].unsqueeze(0),
-                position_ids=position_ids,
-                logits_to_keep=predicts.unsqueeze(0) if masked else 0,
-                use_cache=False,
-            ).logits
-            if not masked:  # older transformers: project every position, keep the predicting ones
-                logits = logits[0][predicts]
+            with project_positions(model, predicts.unsqueeze(0)):
+                logits = model(
+                    input_ids=inputs["input_ids"][keep].unsqueeze(0),
+                    position_ids=position_ids,
+                    use_cache=False,
+                ).logits
             # sequences are packed in row order, so the kept rows come in the padded mask's row-major order
             mask = response[:, 1:]
             return scatter_token_logps(logits, inputs["input_ids"][:, 1:], mask), mask

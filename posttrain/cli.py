@@ -217,20 +217,26 @@ def _cmd_eval_math(ns: argparse.Namespace) -> int:
         system_prompt=ns.system_prompt,
         seed=ns.seed,
     )
-    results = evaluate_math(
-        ns.model,
-        benchmarks,
-        settings=settings,
-        data_dir=ns.data_dir,
-        backend=ns.backend,
-        dtype=ns.dtype,
-        batch_size=ns.batch_size,
-        out_dir=ns.out,
-        label=ns.label,
-        compare=ns.plot or (),
-        resume=ns.resume,
-        overwrite=ns.overwrite,
-    )
+    try:
+        results = evaluate_math(
+            ns.model,
+            benchmarks,
+            settings=settings,
+            data_dir=ns.data_dir,
+            backend=ns.backend,
+            dtype=ns.dtype,
+            batch_size=ns.batch_size,
+            out_dir=ns.out,
+            label=ns.label,
+            compare=ns.plot or (),
+            resume=ns.resume,
+            overwrite=ns.overwrite,
+        )
+    except UserError as exc:  # the model is --model here, not a recipe key
+        text = str(exc)
+        if text.startswith("model.name_or_path:"):
+            raise UserError("--model:" + text.removeprefix("model.name_or_path:")) from None
+        raise
     print(format_table(results))
     if ns.out:
         print(f"results.json, samples.jsonl and {PLOT_FILE} in {ns.out}")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from posttrain.errors import UserError
 
 BACKENDS = ("hf", "vllm")
+# vLLM on a CPU: GiB of KV cache when VLLM_CPU_KVCACHE_SPACE is not set
+CPU_KV_CACHE_GB = 2
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 1024
     seed: int = 0
+    # vLLM only: decode against this JSON schema (vLLM's structured outputs); HF generate samples free text
+    json_schema: dict | None = None
 
 
 def render_prompts(tokenizer, prompts: Sequence[list[dict]]) -> list[list[int]]:
@@ -128,9 +132,15 @@ class VLLMGenerator:
     """``vllm.LLM.generate`` with ``SamplingParams(n=k, ...)`` on pre-tokenized prompts."""
 
     def __init__(self, model_path: str, tokenizer, *, dtype: str = "auto", seed: int = 0, **llm_kwargs):
+        import os
+
+        import torch
         from transformers import GenerationConfig
         from vllm import LLM
 
+        if not torch.cuda.is_available():
+            # the CPU backend otherwise reserves gpu_memory_utilization (0.9) × the machine's memory
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GB))
         self.tokenizer = tokenizer
         self.llm = LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, **llm_kwargs)
         try:  # vLLM also stops at the generation config's EOS ids (e.g. Llama 3's <|eot_id|>)
@@ -145,12 +155,19 @@ class VLLMGenerator:
         from vllm import SamplingParams
 
         greedy = settings.temperature == 0  # deterministic: one sample stands for all k
+        structured = {}
+        schema = getattr(settings, "json_schema", None)  # evaluators pass their own settings objects
+        if schema is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            structured["structured_outputs"] = StructuredOutputsParams(json=schema)
         params = SamplingParams(
             n=1 if greedy else settings.samples,
             temperature=settings.temperature,
             top_p=1.0 if greedy else settings.top_p,
             max_tokens=settings.max_new_tokens,
             seed=settings.seed,
+            **structured,
         )
         print(
             f"[posttrain] {desc}: {len(prompt_ids)} prompts × {settings.samples} samples (vLLM)", flush=True
@@ -198,10 +215,10 @@ def build_generator(
     cfg = ModelSection(name_or_path=model, dtype=dtype)
     tokenizer = load_tokenizer(cfg, padding_side="left")
     if backend == "vllm":
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise UserError("--backend vllm: vLLM is not installed (pip install -e '.[vllm]')") from None
+        from posttrain.vllm_support import check_model, check_vllm
+
+        check_vllm("--backend vllm")
+        check_model(resolve_model_path(model), "--model")
         return VLLMGenerator(resolve_model_path(model), tokenizer, dtype=dtype, seed=seed), tokenizer
     import torch
 

@@ -123,15 +123,14 @@ def test_profile_step_runs(tiny_model_dir, tmp_path):
 
 
 def test_cpl_logits_mask_path_matches_full_logits(tiny_model_dir, tiny_tokenizer, tmp_path):
-    """CPL projects only response positions onto the vocabulary (logits_to_keep mask): same log-probs and
+    """CPL projects only response positions onto the vocabulary (posttrain.lm_head.project_positions): same log-probs and
     gradients as projecting every position and gathering afterwards."""
     from test_cpl_trainer import _config, _trainer
 
-    from posttrain.trainers.utils import gather_token_logps, supports_logits_mask
+    from posttrain.trainers.utils import gather_token_logps
 
     trainer = _trainer(tiny_model_dir, tiny_tokenizer, _config(tmp_path))
     model = trainer.model
-    assert supports_logits_mask(model)
     batch = next(iter(trainer.get_train_dataloader()))
     fast, mask = trainer._token_logps(model, batch)
     fast.sum().backward()
@@ -143,21 +142,6 @@ def test_cpl_logits_mask_path_matches_full_logits(tiny_model_dir, tiny_tokenizer
     torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
     for name, param in model.named_parameters():
         torch.testing.assert_close(fast_grads[name], param.grad, atol=1e-5, rtol=1e-5, msg=name)
-
-
-def test_cpl_falls_back_to_full_logits_for_models_without_the_mask(
-    tiny_model_dir, tiny_tokenizer, tmp_path, monkeypatch
-):
-    from test_cpl_trainer import _config, _trainer
-
-    import posttrain.trainers.cpl_trainer as cpl_module
-
-    trainer = _trainer(tiny_model_dir, tiny_tokenizer, _config(tmp_path))
-    batch = next(iter(trainer.get_train_dataloader()))
-    fast, _ = trainer._token_logps(trainer.model, batch)
-    monkeypatch.setattr(cpl_module, "supports_logits_mask", lambda model: False)
-    slow, _ = trainer._token_logps(trainer.model, batch)
-    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])

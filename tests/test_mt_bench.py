@@ -97,7 +97,16 @@ class Scripted:
         self.calls: list[tuple[list, float, int]] = []
         self.replies = 0
 
-    def chat(self, conversations, *, temperature=0.0, max_new_tokens=1024, on_result=None, desc="chat"):
+    def chat(
+        self,
+        conversations,
+        *,
+        temperature=0.0,
+        max_new_tokens=1024,
+        on_result=None,
+        desc="chat",
+        json_schema=None,
+    ):
         self.calls.append((list(conversations), temperature, max_new_tokens))
         out = []
         for i, conv in enumerate(conversations):

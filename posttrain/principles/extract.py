@@ -106,6 +106,21 @@ mention. Reply with a JSON list of these objects and nothing else, for example:
 {feedback}
 </feedback>"""
 PROMPT_VERSION = hashlib.sha256(PROMPT.encode("utf-8")).hexdigest()[:12]
+# The reply's shape, as a JSON schema: a local vLLM backend decodes against it (structured outputs), so even
+# a small model's reply parses; HF generate and HTTP endpoints sample free text, parsed leniently.
+ITEMS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "principle": {"type": "string"},
+            "evidence": {"type": "string"},
+            "fulfilment": {"type": "string", "enum": ["Yes", "No", "Partially"]},
+        },
+        "required": ["principle", "evidence", "fulfilment"],
+        "additionalProperties": False,
+    },
+}
 
 # counts.json, in funnel order (see the module docstring)
 COUNT_KEYS = (
@@ -592,6 +607,7 @@ def extract_principles(
                 max_new_tokens=settings.max_new_tokens,
                 on_result=on_result,
                 desc="extracting principles",
+                json_schema=ITEMS_SCHEMA,
             )
         finally:
             appender.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 
 from posttrain.data.principle import DEFAULT_TEMPLATE, build_rm_messages, rm_input_ids
 from posttrain.errors import UserError
+from posttrain.lm_head import project_positions
 from posttrain.rewards import completion_text
 
 FORMS = ("yes_no", "scalar_head", "bradley_terry")
@@ -191,15 +193,21 @@ class PrincipleRewardModel:
             mask[row, prefix_len : prefix_len + len(suffix)] = 1
         positions = torch.arange(prefix_len, prefix_len + length, device=device).expand(len(suffixes), -1)
         last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-        kwargs = {"logits_to_keep": last.unsqueeze(-1)} if self.form == "yes_no" else {}
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            **{self._cache_kwarg: cache},
-            **kwargs,
-        )
+        keep = nullcontext()
+        if self.form == "yes_no":  # only each row's last real position reaches the LM head
+            last_only = torch.zeros_like(ids, dtype=torch.bool)
+            last_only[torch.arange(len(suffixes), device=device), last] = True
+            keep = project_positions(self.model, last_only)
+        with keep:
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_kwarg: cache},
+            )
+        if self.form == "yes_no":
+            out.logits = out.logits.unsqueeze(1)  # (N, V) -> (N, 1, V): what _read_rewards reads
         return self._read_rewards(out).tolist()
 
     def score(

@@ -45,18 +45,17 @@ from posttrain.checkpoints import CheckpointMixin
 from posttrain.data.preference import adapt_preferences
 from posttrain.data.tokenize import RankedPreferenceCollator, tokenize_preferences
 from posttrain.errors import UserError
+from posttrain.lm_head import project_positions
 from posttrain.losses.cpl import cpl_ranked_loss, segment_logps, sequence_nll
 from posttrain.methods import ConfigFieldError
 from posttrain.trainers.cpl_config import CPLConfig
 from posttrain.trainers.guards import NonFiniteGuardMixin
 from posttrain.trainers.utils import (
     MetricsMixin,
-    gather_token_logps,
     innermost_optimizer,
     new_schedule,
     restart_optimizer_and_schedule,
     scatter_token_logps,
-    supports_logits_mask,
 )
 
 REFERENCE_FILE = "cpl_reference.safetensors"
@@ -237,19 +236,15 @@ class CPLTrainer(CheckpointMixin, NonFiniteGuardMixin, MetricsMixin, Trainer):
     def _token_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         mask = inputs["response_mask"][:, 1:].bool()
         labels = inputs["input_ids"][:, 1:]
-        kwargs = {}
-        if supports_logits_mask(model):
-            # Project onto the vocabulary only the positions that predict a response token (position t
-            # predicts token t + 1): the LM head and its backward cost as much per position as ~a quarter of
-            # the transformer here (a 49k vocabulary), and prompt and padding positions are most of a batch.
-            # The model returns those rows' logits, (T, V), in the order ``logits[mask]`` would give.
-            kwargs["logits_to_keep"] = torch.nn.functional.pad(mask, (0, 1))
-        logits = model(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False, **kwargs
-        ).logits
-        if logits.dim() == 2:
-            return scatter_token_logps(logits, labels, mask), mask
-        return gather_token_logps(logits[:, :-1], labels, mask), mask
+        # Project onto the vocabulary only the positions that predict a response token (position t
+        # predicts token t + 1): the LM head and its backward cost as much per position as ~a quarter of
+        # the transformer here (a 49k vocabulary), and prompt and padding positions are most of a batch.
+        # The model returns those rows' logits, (T, V), in the order ``logits[mask]`` would give.
+        with project_positions(model, torch.nn.functional.pad(mask, (0, 1))):
+            logits = model(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+            ).logits
+        return scatter_token_logps(logits, labels, mask), mask
 
     @torch.no_grad()
     def _reference_token_logps(self, inputs) -> torch.Tensor:

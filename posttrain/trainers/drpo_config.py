@@ -179,13 +179,6 @@ class DRPOConfig(GRPOConfig, GuardArguments):
             raise ConfigFieldError("updates_per_rollout", f"must be ≥ 1, got {self.updates_per_rollout}")
         if self.steps_per_generation is None and self.generation_batch_size is None:
             self.steps_per_generation = self.updates_per_rollout * self.gradient_accumulation_steps
-        if self.use_vllm:
-            from posttrain.trainers import vllm_rollouts
-
-            vllm_rollouts.check_vllm("use_vllm")
-            vllm_rollouts.check_server_mode(self)
-            if vllm_rollouts.on_cpu(self):
-                vllm_rollouts.apply_cpu_memory_settings(self)
         self.remove_unused_columns = False
         super().__post_init__()
         if (

@@ -43,9 +43,9 @@ from posttrain.losses.drpo import (
     length_penalized_rewards,
     local_totals,
 )
+from posttrain.trainers import vllm_rollouts
 from posttrain.trainers.drpo_config import GROUPWISE_OBJECTIVES, DRPOConfig
 from posttrain.trainers.guards import NonFiniteGuardMixin
-from posttrain.trainers.vllm_rollouts import vllm_generation_class
 
 
 def shuffle_groups(batch: dict[str, Any], group_size: int, generator: torch.Generator | None = None) -> dict:
@@ -94,10 +94,14 @@ class DRPOTrainer(CheckpointMixin, NonFiniteGuardMixin, GRPOTrainer):
     args: DRPOConfig
 
     def __init__(self, *args, **kwargs):
+        config = kwargs.get("args")
+        if config is not None and config.use_vllm:
+            model = kwargs.get("model", args[0] if args else None)
+            vllm_rollouts.prepare(config, getattr(model, "name_or_path", model))
         super().__init__(*args, **kwargs)
         if self.use_vllm:
             # same object, TRL's class plus a weight sync that also works on vLLM's CPU backend
-            self.vllm_generation.__class__ = vllm_generation_class()
+            self.vllm_generation.__class__ = vllm_rollouts.vllm_generation_class()
         self._gathered_rewards: torch.Tensor | None = None
         # the reward that decides correctness, by position in reward_funcs (None = weighted sum)
         self._correct_index: int | None = None
@@ -272,6 +276,10 @@ def setup_from_recipe(recipe, args: DRPOConfig, *, progress: bool = True):
             else:
                 splits[name] = load_math_split(source, suffix=suffix, report=reports[-1])
     reward_funcs = [resolve_reward(spec, allow_custom=args.allow_custom_rewards) for spec in args.rewards]
+    if args.use_vllm:  # before the model loads: a run vLLM cannot do stops here, nothing written
+        from posttrain.models import resolve_model_path
+
+        vllm_rollouts.prepare(args, resolve_model_path(recipe.model.name_or_path, recipe.model.gguf_file))
     tokenizer = load_tokenizer(recipe.model, padding_side="left")
     model = load_model(recipe.model)
     trainer = DRPOTrainer(

@@ -26,28 +26,6 @@ def scatter_token_logps(selected: torch.Tensor, labels: torch.Tensor, mask: torc
     return out.masked_scatter(mask, logps)
 
 
-def supports_logits_mask(model) -> bool:
-    """Whether ``model(..., logits_to_keep=<bool (N, L) mask>)`` projects only the masked positions onto the
-    vocabulary (transformers ≥ 5 models that slice with ``slice_logits_to_keep``), returning (T, V) logits.
-
-    ``model`` may be wrapped (DDP, DeepSpeed, PEFT); the check looks at the innermost model, whose forward
-    the wrappers pass keyword arguments through to.
-    """
-    import inspect
-    import sys
-
-    inner = model
-    while hasattr(inner, "module"):  # DDP / DeepSpeed engine
-        inner = inner.module
-    if hasattr(inner, "get_base_model"):  # PEFT
-        inner = inner.get_base_model()
-    forward = type(inner).forward
-    if "logits_to_keep" not in inspect.signature(forward).parameters:
-        return False
-    # the modeling file that defines the forward (not the class: FSDP2 subclasses it elsewhere)
-    return hasattr(sys.modules.get(getattr(forward, "__module__", ""), None), "slice_logits_to_keep")
-
-
 class MetricsMixin:
     """Collects per-step metrics and merges their means (across processes) into the Trainer's logs.
 

