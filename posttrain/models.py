@@ -188,10 +188,11 @@ def check_model_source(
         raise UserError(
             f"{field}: {name_or_path} is an empty folder (expected a saved model: config.json, weights)"
         )
+    if "config.json" in names:  # the tokenizer reads it too
+        _check_config(local, field)
     if "model" in need and not names & set(ADAPTER_FILES):
         if "config.json" not in names:
             raise UserError(f"{field}: {name_or_path} has no config.json (not a saved transformers model)")
-        _check_config(local, field)
         shards = sorted(local.glob("*.safetensors"))
         if not shards and not names & set(WEIGHT_FILES):
             raise UserError(
@@ -200,8 +201,11 @@ def check_model_source(
         for shard in shards:
             _check_safetensors(shard, field)
     if "tokenizer" in need and not names & set(TOKENIZER_FILES):
+        # a recipe can name the tokenizer apart (model.tokenizer); a CLI flag needs a folder holding both
         hint = (
-            "" if field == "model.tokenizer" else "; set model.tokenizer to the tokenizer's folder or hub id"
+            "; set model.tokenizer to the tokenizer's folder or hub id"
+            if field == "model.name_or_path"
+            else ""
         )
         raise UserError(
             f"{field}: {name_or_path} holds no tokenizer (tokenizer.json, tokenizer_config.json){hint}"

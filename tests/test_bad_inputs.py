@@ -150,7 +150,7 @@ def rm_bench_file(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["train", "validate", "score", "rm-bench", "principles"])
+@pytest.mark.parametrize("command", ["train", "validate", "score", "rm-bench", "principles", "math"])
 @pytest.mark.parametrize("case", list(BROKEN_MODELS))
 def test_broken_model_is_one_line(
     tmp_path, capsys, monkeypatch, tiny_model_dir, principle_input, rm_bench_file, case, command
@@ -171,19 +171,15 @@ def test_broken_model_is_one_line(
     elif command == "rm-bench":
         argv = ["eval", "rm-bench", "--model", model, "--data", str(rm_bench_file), "--out", str(out)]
         field = "--model"
+    elif command == "principles":
+        argv = ["eval", "principles", "--model", model, "--data", PRINCIPLES, "--limit", "4"]
+        argv += ["--out", str(out)]
+        field = "--model"
     else:
-        argv = [
-            "eval",
-            "principles",
-            "--model",
-            model,
-            "--data",
-            PRINCIPLES,
-            "--limit",
-            "4",
-            "--out",
-            str(out),
-        ]
+        gsm = tmp_path / "gsm8k.json"
+        gsm.write_text(json.dumps([{"problem": "1+1?", "answer": "2"}]))
+        argv = ["eval", "math", "--model", model, "--benchmarks", str(gsm), "--backend", "hf"]
+        argv += ["--out", str(out)]
         field = "--model"
     cli_error(capsys, argv, field, *expected)
     assert not out.exists()
