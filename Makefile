@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BENCH) bench/packing.py --threads 1
 	$(BENCH) bench/principle_scoring.py --threads 1
 	$(BENCH) bench/drpo_step_time.py --threads 1 --max-completion-length 32 --repeats 4
+	$(BENCH) bench/drpo_vllm.py --threads 1
 	$(PY) bench/summary.py
 
 lint: $(STAMP)

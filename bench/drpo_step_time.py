@@ -117,6 +117,7 @@ def build_trainer(objective: str, ns, model_path: str, dataset, out_dir: str):
     args = DRPOConfig(
         output_dir=out_dir,
         objective=objective,
+        updates_per_rollout=1,  # every step generates: the full step includes its rollout
         num_generations=ns.num_generations,
         per_device_train_batch_size=ns.batch_size,
         max_completion_length=ns.max_completion_length,

@@ -24,6 +24,7 @@ BENCHMARKS = [
     ("packing", "python bench/packing.py --threads 1"),
     ("drpo_step_time", "python bench/drpo_step_time.py --threads 1 --max-completion-length 32 --repeats 4"),
     ("principle_scoring", "python bench/principle_scoring.py --threads 1"),
+    ("drpo_vllm", "python bench/drpo_vllm.py --threads 1"),
 ]
 
 

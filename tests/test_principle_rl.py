@@ -83,7 +83,7 @@ method: drpo
 output_dir: {tmp_path / objective}
 model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
 data: {{train: {{path: {PRINCIPLES}, format: prompts, limit: 24}}}}
-drpo: {{objective: {objective}, num_generations: 4, max_completion_length: 8, rewards: ["principle_rm={rm}"]{extra}}}
+drpo: {{objective: {objective}, updates_per_rollout: 1, num_generations: 4, max_completion_length: 8, rewards: ["principle_rm={rm}"]{extra}}}
 training: {{max_steps: 2, per_device_train_batch_size: 8, logging_steps: 1, save_strategy: "no", report_to: none}}
 """
     )

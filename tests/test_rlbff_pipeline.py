@@ -120,7 +120,7 @@ method: drpo
 output_dir: {tmp_path / "policy"}
 model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
 data: {{train: {{path: {extracted / "principles.jsonl"}, format: prompts}}}}
-drpo: {{objective: grpo, num_generations: 4, max_completion_length: 6, rewards: ["principle_rm={tmp_path / "rm"}"]}}
+drpo: {{objective: grpo, updates_per_rollout: 1, num_generations: 4, max_completion_length: 6, rewards: ["principle_rm={tmp_path / "rm"}"]}}
 training: {{max_steps: 1, per_device_train_batch_size: 8, logging_steps: 1, save_strategy: "no", report_to: none}}
 """
     )
