@@ -606,8 +606,9 @@ def test_embedded_model_as_policy_and_judge(tmp_path, capsys):
         "embedded:smollm2-135m-instruct",
     ]
     args += ["--data", str(data), "--out", str(out), "--max-new-tokens", "24", "--judge-max-new-tokens", "24"]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
+    code = main(args)
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "overall" in printed and "judged by smollm2-135m-instruct" in printed
     answers = mtb.read_jsonl(out / "model_answer" / "smollm2-135m-instruct.jsonl")
     assert [a["question_id"] for a in answers] == [1, 3]
@@ -618,6 +619,9 @@ def test_embedded_model_as_policy_and_judge(tmp_path, capsys):
     valid = [j["score"] for j in judgments if j["score"] != -1]
     assert results["counts"]["valid"] == len(valid)
     assert results["overall"] == (pytest.approx(sum(valid) / len(valid)) if valid else None)
+    # a 135M judge often writes no rating at all: that run is not a success (exit 1, after the table)
+    assert code == (0 if valid else 1), captured.err
+    assert ("no usable judgment" in captured.err) == (not valid)
 
 
 @pytest.mark.integration
