@@ -64,7 +64,7 @@ method: drpo
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
 data: {{train: {{path: {problems}, format: math}}}}
-drpo: {{num_generations: 4, max_completion_length: 6, rewards: ["drpo_test_rewards:parity"], allow_custom_rewards: true, temperature: 1.0}}
+drpo: {{updates_per_rollout: 1, num_generations: 4, max_completion_length: 6, rewards: ["drpo_test_rewards:parity"], allow_custom_rewards: true, temperature: 1.0}}
 training: {{max_steps: 6, per_device_train_batch_size: 16, logging_steps: 1, save_strategy: steps, save_steps: 2,
            save_total_limit: 1, report_to: none, learning_rate: 1.0e-3, seed: 5}}
 """
