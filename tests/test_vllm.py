@@ -213,7 +213,7 @@ needs_embedded = pytest.mark.skipif(
 )
 
 
-def _posttrain(args, tmp_path, timeout=900):
+def _posttrain(args, tmp_path, timeout=900, codes=(0,)):
     proc = subprocess.run(
         [sys.executable, "-m", "posttrain", *args],
         capture_output=True,
@@ -222,7 +222,7 @@ def _posttrain(args, tmp_path, timeout=900):
         timeout=timeout,
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode in codes, proc.stderr[-4000:]
     return proc
 
 
@@ -308,7 +308,9 @@ def test_eval_mt_bench_vllm_answers_and_judge_match_hf(tmp_path):
     runs = {}
     for backend in ("hf", "vllm"):
         out = tmp_path / backend
-        _posttrain([*common, "--backend", backend, "--judge-backend", backend, "--out", str(out)], tmp_path)
+        # exit 1: a 135M judge writes no [[rating]] (counted, the files are complete)
+        args = [*common, "--backend", backend, "--judge-backend", backend, "--out", str(out)]
+        _posttrain(args, tmp_path, codes=(0, 1))
         answers = [
             json.loads(x)
             for x in (out / "model_answer" / "smollm2-135m-instruct.jsonl").read_text().splitlines()
@@ -347,7 +349,9 @@ def test_principles_extract_decodes_against_the_schema(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     out = tmp_path / "out"
     args = ["principles", "extract", "--data", str(path), "--model", EMBEDDED, "--backend", "vllm"]
-    _posttrain([*args, "--out", str(out), "--max-new-tokens", "256", "--dtype", "float32"], tmp_path)
+    # exit 1 when the filters keep no principle of what the 135M model wrote: parsing is what is tested
+    args += ["--out", str(out), "--max-new-tokens", "1024", "--dtype", "float32"]
+    _posttrain(args, tmp_path, codes=(0, 1))
     counts = json.loads((out / "counts.json").read_text())
     assert counts["llm_calls"] == 4 and counts["malformed"] == 0
     extractions = [json.loads(x) for x in (out / "extractions.jsonl").read_text().splitlines()]

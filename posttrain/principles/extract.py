@@ -107,14 +107,17 @@ mention. Reply with a JSON list of these objects and nothing else, for example:
 </feedback>"""
 PROMPT_VERSION = hashlib.sha256(PROMPT.encode("utf-8")).hexdigest()[:12]
 # The reply's shape, as a JSON schema: a local vLLM backend decodes against it (structured outputs), so even
-# a small model's reply parses; HF generate and HTTP endpoints sample free text, parsed leniently.
+# a small model's reply parses; HF generate and HTTP endpoints sample free text, parsed leniently. The caps
+# (a principle is a short phrase, evidence a passage, a handful of items) end the reply of a model that
+# repeats itself inside a string within ~900 tokens, instead of at the token limit, unparsed.
 ITEMS_SCHEMA = {
     "type": "array",
+    "maxItems": 8,
     "items": {
         "type": "object",
         "properties": {
-            "principle": {"type": "string"},
-            "evidence": {"type": "string"},
+            "principle": {"type": "string", "maxLength": 100},
+            "evidence": {"type": "string", "maxLength": 300},
             "fulfilment": {"type": "string", "enum": ["Yes", "No", "Partially"]},
         },
         "required": ["principle", "evidence", "fulfilment"],
