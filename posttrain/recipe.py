@@ -407,9 +407,11 @@ def check_report_to(value: Any, where: str) -> None:
                 f"; one of: none, all, {', '.join(sorted(INTEGRATION_TO_CALLBACK))}"
             )
         if name not in installed:
-            package = TRACKER_PACKAGES.get(name, name)
+            from posttrain.tracking import install_hint  # posttrain's own extras first
+
+            hint = install_hint(name) or f"pip install {TRACKER_PACKAGES.get(name, name)}"
             raise UserError(
-                f"{where}: training.report_to: tracker '{name}' is not installed (pip install {package}), "
+                f"{where}: training.report_to: tracker '{name}' is not installed ({hint}), "
                 "or set report_to: none"
             )
 

@@ -2,8 +2,8 @@
 
 Each is an optional extra (``pip install 'posttrain[tensorboard]'``); :data:`TRACKERS` is the one place
 that maps a ``report_to`` name to the module it needs and the extra that installs it
-(:func:`install_hint`); :func:`check_trackers` refuses a requested tracker that is not installed, naming
-the extra, before any model loads (instead of transformers' traceback when the trainer is built).
+(:func:`install_hint`), which ``posttrain validate`` names when a requested tracker is not installed
+(``posttrain.recipe.check_report_to``), before any model loads.
 
 Run defaults (:func:`apply_run_defaults`): the run is named after the output folder (``cpl-quickstart``)
 unless ``training.run_name`` is set; the W&B and trackio project is ``posttrain`` unless
@@ -13,11 +13,8 @@ unless ``WANDB_DIR`` is set. Offline W&B: ``WANDB_MODE=offline`` (sync later wit
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-
-from posttrain.errors import UserError
 
 # report_to name -> (module that must be importable, posttrain extra that installs it)
 TRACKERS: dict[str, tuple[str, str]] = {
@@ -38,34 +35,11 @@ def requested(report_to) -> list[str]:
     return [str(n) for n in names if str(n) not in ("none", "all")]
 
 
-def missing(report_to) -> list[tuple[str, str]]:
-    """``(tracker, extra)`` for each requested tracker of :data:`TRACKERS` whose module is not installed."""
-    out = []
-    for name in requested(report_to):
-        if name in TRACKERS:
-            module, extra = TRACKERS[name]
-            if importlib.util.find_spec(module) is None:
-                out.append((name, extra))
-    return out
-
-
 def install_hint(tracker: str) -> str | None:
     """How to install a tracker of :data:`TRACKERS` (``pip install 'posttrain[wandb]'``), else None."""
     if tracker not in TRACKERS:
         return None
     return f"pip install 'posttrain[{TRACKERS[tracker][1]}]'"
-
-
-def check_trackers(report_to, where: str) -> None:
-    """Raise :class:`UserError` naming the extra to install for every requested tracker that is missing."""
-    absent = missing(report_to)
-    if absent:
-        names = ", ".join(f"'{name}'" for name, _ in absent)
-        extras = ",".join(extra for _, extra in absent)
-        raise UserError(
-            f"{where}: training.report_to: {names} is not installed: pip install 'posttrain[{extras}]' "
-            "(or report_to: none)"
-        )
 
 
 def apply_run_defaults(args) -> None:

@@ -187,15 +187,22 @@ def test_card_base_model_is_a_hub_id_never_a_path(tmp_path):
 
 
 def test_a_tracker_that_is_not_installed_is_refused_naming_its_extra(monkeypatch):
+    from transformers.integrations import integration_utils
+
     from posttrain import tracking
+    from posttrain.recipe import check_report_to
 
     assert tracking.install_hint("tensorboard") == "pip install 'posttrain[tensorboard]'"
     assert tracking.install_hint("mlflow") is None
-    monkeypatch.setitem(tracking.TRACKERS, "wandb", ("no_such_module_for_wandb", "wandb"))
-    with pytest.raises(UserError, match=r"'wandb' is not installed: pip install 'posttrain\[wandb\]'"):
-        tracking.check_trackers(["tensorboard", "wandb"], "r.yaml")
-    for ok in ("tensorboard", ["trackio"], "none", "all", None, "mlflow"):  # installed, off, or not ours
-        tracking.check_trackers(ok, "r.yaml")
+    monkeypatch.setattr(integration_utils, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    with pytest.raises(
+        UserError, match=r"tracker 'wandb' is not installed \(pip install 'posttrain\[wandb\]'\)"
+    ):
+        check_report_to(["tensorboard", "wandb"], "r.yaml")
+    with pytest.raises(UserError, match=r"tracker 'mlflow' is not installed \(pip install mlflow\)"):
+        check_report_to("mlflow", "r.yaml")
+    for ok in ("tensorboard", ["tensorboard"], "none", "all", None):  # installed or off
+        check_report_to(ok, "r.yaml")
 
 
 def test_run_defaults_name_the_run_after_the_output_folder(tmp_path, monkeypatch):
