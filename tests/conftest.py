@@ -53,21 +53,16 @@ def build_tiny_tokenizer(out_dir: Path):
     return fast
 
 
-def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0):
+def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, **shape):
+    """A random 2-layer Llama (hidden 64, 4 heads of 16 unless ``shape`` overrides LlamaConfig fields)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
+    sizes = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)
+    sizes.update(max_position_embeddings=512, **shape)
     config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        pad_token_id=0,
+        vocab_size=vocab_size, num_hidden_layers=2, tie_word_embeddings=False, pad_token_id=0, **sizes
     )
     model = LlamaForCausalLM(config)
     model.save_pretrained(out_dir)
@@ -104,22 +99,15 @@ def write_recipe(path: Path, text: str) -> Path:
 def vllm_tiny(tmp_path_factory):
     """A random 2-layer Llama whose head size (64) vLLM's CPU attention supports (the suite's tiny model
     has head size 16), with the suite's tiny tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     out = tmp_path_factory.mktemp("vllm-tiny")
     tok = build_tiny_tokenizer(out)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
+    build_tiny_model(
+        out,
+        len(tok),
         hidden_size=128,
         intermediate_size=256,
-        num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
         max_position_embeddings=256,
-        tie_word_embeddings=False,
-        pad_token_id=0,
     )
-    LlamaForCausalLM(config).save_pretrained(out)
     return out

@@ -387,7 +387,8 @@ def test_finish_cuts_at_eos(tiny_tokenizer):
 
 
 def test_vllm_generator_with_a_stand_in(monkeypatch, tiny_model_dir, tiny_tokenizer):
-    """The vLLM path's plumbing (vLLM itself is not installed here): n=k, EOS cut, finish_reason, greedy."""
+    """The vLLM path's plumbing with a stand-in engine (fast; tests/test_vllm.py runs the real one): n=k, EOS
+    cut, finish_reason, greedy."""
     import types
 
     from posttrain.generation import VLLMGenerator
