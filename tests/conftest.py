@@ -60,7 +60,8 @@ def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, **shape):
 
     torch.manual_seed(seed)
     sizes = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)
-    sizes.update(max_position_embeddings=512, **shape)
+    sizes["max_position_embeddings"] = 512
+    sizes.update(shape)
     config = LlamaConfig(
         vocab_size=vocab_size, num_hidden_layers=2, tie_word_embeddings=False, pad_token_id=0, **sizes
     )
