@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from posttrain.errors import UserError
 
 BACKENDS = ("hf", "vllm")
-# vLLM on a CPU: GiB of KV cache when VLLM_CPU_KVCACHE_SPACE is not set
-CPU_KV_CACHE_GB = 2
 
 
 @dataclass
@@ -140,6 +138,8 @@ class VLLMGenerator:
 
         if not torch.cuda.is_available():
             # the CPU backend otherwise reserves gpu_memory_utilization (0.9) × the machine's memory
+            from posttrain.vllm_support import CPU_KV_CACHE_GB
+
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GB))
         self.tokenizer = tokenizer
         self.llm = LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, **llm_kwargs)

@@ -18,8 +18,7 @@ import os
 import sys
 
 from posttrain.errors import UserError
-
-DEFAULT_CPU_KV_CACHE_GB = 2
+from posttrain.vllm_support import CPU_KV_CACHE_GB
 
 
 def add_parser(sub) -> None:
@@ -39,7 +38,7 @@ def add_parser(sub) -> None:
         "--kv-cache-gb",
         type=int,
         default=None,
-        help=f"CPU: GiB of KV cache (VLLM_CPU_KVCACHE_SPACE; default {DEFAULT_CPU_KV_CACHE_GB})",
+        help=f"CPU: GiB of KV cache (VLLM_CPU_KVCACHE_SPACE; default {CPU_KV_CACHE_GB})",
     )
     serve.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     serve.add_argument(
@@ -82,7 +81,7 @@ def build_command(ns: argparse.Namespace, *, cuda: bool) -> tuple[list[str], dic
         # TRL's client pushes weights over NCCL; vLLM's CPU build cannot set that engine up
         at = command.index("--weight-transfer-config")
         del command[at : at + 2]
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(ns.kv_cache_gb or DEFAULT_CPU_KV_CACHE_GB)
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(ns.kv_cache_gb or CPU_KV_CACHE_GB)
     return command, env
 
 

