@@ -49,10 +49,10 @@ def add_parser(sub) -> None:
 
 def build_command(ns: argparse.Namespace, *, cuda: bool) -> tuple[list[str], dict[str, str]]:
     """The server's command line and environment (no side effects)."""
-    from trl.scripts.vllm_serve import ScriptArguments
-    from trl.scripts.vllm_serve import build_command as trl_command
-
     from posttrain.models import resolve_model_path
+    from posttrain.trainers.trl_surface import vllm_serve_script
+
+    ScriptArguments, trl_command = vllm_serve_script()
 
     if not 0 < ns.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {ns.port}")

@@ -79,9 +79,9 @@ def prepare(args: DRPOConfig, model_path: str | None = None) -> None:
 
 def vllm_generation_class():
     """TRL's VLLMGeneration with the CPU-safe colocate weight sync (built lazily: vLLM is optional)."""
-    from trl.generation.vllm_generation import VLLMGeneration
+    from posttrain.trainers.trl_surface import vllm_generation_class as trl_class
 
-    class LayerwiseReloadVLLMGeneration(VLLMGeneration):
+    class LayerwiseReloadVLLMGeneration(trl_class()):
         """TRL's vLLM generation; on a CPU the colocate sync goes through vLLM's layer-wise reload."""
 
         def sync_weights(self):
