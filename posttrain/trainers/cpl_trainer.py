@@ -139,7 +139,7 @@ class CPLTrainer(CheckpointMixin, NonFiniteGuardMixin, MetricsMixin, Trainer):
         self.ref_model = None
         if ref_model is not None:
             if self.is_deepspeed_enabled:
-                from trl.models.utils import prepare_deepspeed
+                from posttrain.trainers.trl_surface import prepare_deepspeed
 
                 self.ref_model = prepare_deepspeed(ref_model, self.accelerator)
             else:

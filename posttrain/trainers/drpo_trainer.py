@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 from trl import GRPOTrainer
-from trl.trainer.utils import split_tensor_dict
 
 from posttrain.checkpoints import CheckpointMixin
 from posttrain.losses.drpo import (
@@ -46,6 +45,7 @@ from posttrain.losses.drpo import (
 from posttrain.trainers import vllm_rollouts
 from posttrain.trainers.drpo_config import GROUPWISE_OBJECTIVES, DRPOConfig
 from posttrain.trainers.guards import NonFiniteGuardMixin
+from posttrain.trainers.trl_surface import split_tensor_dict
 
 
 def shuffle_groups(batch: dict[str, Any], group_size: int, generator: torch.Generator | None = None) -> dict:
