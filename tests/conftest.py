@@ -1,73 +1,41 @@
-"""Shared fixtures: a tiny random Llama with a locally trained tokenizer (never the hub)."""
+"""Fixtures (a tiny random Llama with a locally trained tokenizer, never the hub) and the test layers.
+
+Layers, by marker (pyproject's [tool.pytest.ini_options] lists them):
+
+- ``unit``: everything that is not ``integration``; checks losses, validation, data adapters, the CLI's
+  error contract. ``make test-fast`` (``pytest -m unit``) runs this layer.
+- ``integration``: trains or benchmarks a model end to end, in-process or through the CLI.
+- ``distributed``: runs under ``accelerate launch`` with 2 CPU processes (also ``integration``).
+- ``vllm``: starts a real vLLM engine (also ``integration``).
+
+The hook below makes the layers hold whatever a test module says: a ``distributed`` or ``vllm`` test is
+also ``integration``; so is a test that uses a fixture that trains (``TRAINING_FIXTURES``) or is listed in
+``TRAINS`` (both in ``helpers.py``, beside the paths, model builders and CLI runner); every other test
+is ``unit``.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-DEMO = ROOT / "data" / "demo"
+from helpers import TRAINING_FIXTURES, TRAINS, build_tiny_model, build_tiny_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
-
-def _corpus() -> list[str]:
-    lines = []
-    for path in sorted(DEMO.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            lines.append(" ".join(str(v) for v in json.loads(line).values()))
-    # the Yes/No principle RM needs both answers as single tokens
-    return lines + ["Yes", "No", "Evaluate the response principle. Only answer Yes or No."] * 50
-
-
-def build_tiny_tokenizer(out_dir: Path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|im_start|>"
-    )
-    fast.chat_template = CHATML
-    fast.save_pretrained(out_dir)
-    return fast
-
-
-def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, **shape):
-    """A random 2-layer Llama (hidden 64, 4 heads of 16 unless ``shape`` overrides LlamaConfig fields)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    sizes = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)
-    sizes["max_position_embeddings"] = 512
-    sizes.update(shape)
-    config = LlamaConfig(
-        vocab_size=vocab_size, num_hidden_layers=2, tie_word_embeddings=False, pad_token_id=0, **sizes
-    )
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(out_dir)
-    return model
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        key = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+        marks = {mark.name for mark in item.iter_markers()}
+        if marks & {"distributed", "vllm"} or key in TRAINS or TRAINING_FIXTURES & set(item.fixturenames):
+            if "integration" not in marks:
+                item.add_marker(pytest.mark.integration)
+        elif "integration" not in marks:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -84,16 +52,6 @@ def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture
-def python_exe() -> str:
-    return sys.executable
-
-
-def write_recipe(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="session")

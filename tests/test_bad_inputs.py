@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, ROOT
+from helpers import DEMO, ROOT
 from test_recipe import make_recipe, run_cli
 
 from posttrain.cli import main

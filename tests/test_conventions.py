@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT
+from helpers import ROOT, run_posttrain
 
 from posttrain.errors import UserError
 from posttrain.recipe import load_recipe
@@ -20,13 +17,7 @@ def test_a_trl_flat_config_is_answered_with_the_recipe_it_maps_to(tmp_path):
         "model_name_or_path: Qwen/Qwen2-0.5B-Instruct\ndataset_name: trl-lib/ultrafeedback_binarized\n"
         "learning_rate: 5.0e-7\nper_device_train_batch_size: 2\noutput_dir: Qwen2-0.5B-DPO\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "posttrain", "validate", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_posttrain("validate", path, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     message = proc.stderr
     assert "missing required key 'method'" in message and "looks like a TRL config" in message

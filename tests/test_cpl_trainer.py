@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import DEMO, ROOT
+from helpers import DEMO, run_posttrain
 from transformers import AutoModelForCausalLM
 
 from posttrain.data.preference import adapt_preferences
@@ -236,13 +234,7 @@ training: {{max_steps: 2, per_device_train_batch_size: 4, logging_steps: 1, save
            eval_strategy: steps, eval_steps: 2, report_to: none, learning_rate: 1.0e-3}}
 """
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "posttrain", "train", str(recipe), "training.seed=3"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    proc = run_posttrain("train", recipe, "training.seed=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "run summary" in proc.stdout
     assert "16/16 records kept" in proc.stdout

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEMO, SHARED
+from helpers import DEMO, SHARED
 
 from posttrain.data.preference import DropReport, adapt_preferences, detect_format, parse_hh
 from posttrain.data.sources import read_local

@@ -27,11 +27,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DEMO, ROOT
+from helpers import ACCELERATE, DEMO, ROOT
 
 pytestmark = [pytest.mark.distributed, pytest.mark.integration]
 
-ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
 
 # engine -> (launch config, accelerate's distributed_type)
 ENGINES = {

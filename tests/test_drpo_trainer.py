@@ -286,7 +286,7 @@ def test_recipe_trains_then_evaluates_held_out_math(tiny_model_dir, tmp_path, mo
     problems and the results land in the run summary and output_dir/eval/math."""
     import json
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     from posttrain.train import run_train
 
@@ -322,7 +322,7 @@ evaluate:
 
 
 def test_math_evaluation_is_for_policies(tmp_path):
-    from conftest import DEMO
+    from helpers import DEMO
 
     from posttrain.errors import UserError
     from posttrain.recipe import load_recipe

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEMO
+from helpers import DEMO
 
 pytestmark = [
     pytest.mark.integration,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import DEMO, ROOT
+from helpers import DEMO, ROOT, run_posttrain
 from test_cpl_trainer import _config, _trainer
 
 from posttrain.trainers.cpl_trainer import CPLTrainer
@@ -95,13 +95,7 @@ training: {{max_steps: 4, per_device_train_batch_size: 4, logging_steps: 1, save
 """
     )
     # a huge learning rate in fp32 blows the weights up to inf after the first update: NaN gradients follow
-    proc = subprocess.run(
-        [sys.executable, "-m", "posttrain", "train", str(recipe)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    proc = run_posttrain("train", recipe)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "consecutive updates had NaN/inf gradients" in proc.stderr and "Traceback" not in proc.stderr
     assert not (out / "model.safetensors").exists()

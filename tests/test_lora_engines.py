@@ -25,7 +25,7 @@ import json
 import os
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from test_distributed import ACCELERATE, _drpo_recipe, _recipe, _run
 
 pytestmark = [pytest.mark.distributed, pytest.mark.integration]

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED
+from helpers import ROOT, SHARED
 
 from posttrain.cli import main
 from posttrain.data.math import (

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
+from helpers import SHARED
 
 from posttrain.cli import main
 from posttrain.errors import UserError

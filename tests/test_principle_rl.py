@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
 from posttrain.data.preference import DropReport
 from posttrain.data.prompts import load_prompt_split

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
 from posttrain.data.principle import DEFAULT_TEMPLATE, adapt_principles, build_rm_messages
 from posttrain.errors import UserError

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEMO, ROOT
+from helpers import DEMO, ROOT
 
 from posttrain.errors import UserError
 from posttrain.methods import get_method

