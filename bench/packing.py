@@ -80,10 +80,10 @@ def _cpl_class():
 
 
 def _rm_class():
-    from posttrain.losses.rm import yes_no_loss
-    from posttrain.trainers.principle_rm_trainer import PrincipleRMTrainer
+    from posttrain.losses.rlbff import yes_no_loss
+    from posttrain.trainers.rlbff_trainer import RLBFFTrainer
 
-    class PackedPrincipleRMTrainer(PrincipleRMTrainer):
+    class PackedRLBFFTrainer(RLBFFTrainer):
         """Yes/No principle RM whose forward packs the (left-padded) batch into one row."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -99,7 +99,7 @@ def _rm_class():
             self.record_metrics("train" if model.training else "eval", metrics)
             return (loss, metrics) if return_outputs else loss
 
-    return PackedPrincipleRMTrainer
+    return PackedRLBFFTrainer
 
 
 def build(arm: str, ns, model_path: str, out_dir: str):
@@ -122,17 +122,17 @@ def build(arm: str, ns, model_path: str, out_dir: str):
         rows = cpl_vs_trl.load_pairs(cpl_vs_trl.DATA, ns.records, ns.seed)
         trainer = cls(model, args, train_dataset=rows, processing_class=tokenizer)
     else:
-        from posttrain.trainers.principle_rm_config import PrincipleRMConfig
-        from posttrain.trainers.principle_rm_trainer import PrincipleRMTrainer
+        from posttrain.trainers.rlbff_config import RLBFFConfig
+        from posttrain.trainers.rlbff_trainer import RLBFFTrainer
 
         tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
         tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-        args = PrincipleRMConfig(
+        args = RLBFFConfig(
             **harness.training_args(ns, out_dir, per_device_train_batch_size=ns.sequences),
             form="yes_no",
             max_length=ns.max_length,
         )
-        cls = _rm_class() if arm.endswith("packed") else PrincipleRMTrainer
+        cls = _rm_class() if arm.endswith("packed") else RLBFFTrainer
         trainer = cls(
             model, args, train_dataset=rm_vs_trl.principle_dataset(tokenizer, ns), processing_class=tokenizer
         )

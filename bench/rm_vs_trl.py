@@ -6,7 +6,7 @@ Target (issue #7): the principle RM trains at ≥ 1.0 × the RewardTrainer's tok
 
 The two trainers learn from different records by nature, so the comparison is per sequence processed:
 
-- principle RM (``PrincipleRMTrainer``, ``form: yes_no``): a causal LM reads [context, assistant: response,
+- principle RM (``RLBFFTrainer``, ``form: yes_no``): a causal LM reads [context, assistant: response,
   user: evaluation question with the principle] and is trained on logit(Yes) − logit(No) at the next
   token; ``--sequences`` principle records per step (data/rlbff/principles_train.jsonl).
 - Bradley–Terry (TRL ``RewardTrainer``): a sequence-classification head (the same checkpoint, one output)
@@ -85,18 +85,18 @@ def build(arm: str, ns, model_path: str, out_dir: str):
 
     set_seed(ns.seed)
     if arm in ("principle_rm", BEFORE):
-        from posttrain.trainers.principle_rm_config import PrincipleRMConfig
-        from posttrain.trainers.principle_rm_trainer import PrincipleRMTrainer
+        from posttrain.trainers.rlbff_config import RLBFFConfig
+        from posttrain.trainers.rlbff_trainer import RLBFFTrainer
 
         tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
         tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-        args = PrincipleRMConfig(
+        args = RLBFFConfig(
             **harness.training_args(ns, out_dir, per_device_train_batch_size=ns.sequences),
             form="yes_no",
             max_length=ns.max_length,
         )
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-        trainer = PrincipleRMTrainer(
+        trainer = RLBFFTrainer(
             model, args, train_dataset=principle_dataset(tokenizer, ns), processing_class=tokenizer
         )
     else:

@@ -17,6 +17,16 @@ class UserError(Exception):
     """A problem the user can fix (recipe, data, CLI). The message names the field, file or record."""
 
 
+class ConfigFieldError(ValueError):
+    """Raised by a method config's ``__post_init__`` for a bad value; names the field (the method registry
+    turns it into a :class:`UserError` naming the recipe section)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 class IncompleteRun(Exception):
     """Work stopped short for a reason outside the user's input (a remote endpoint kept failing, a signal,
     non-finite training); what finished is saved. The CLI prints the message and exits 1."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from posttrain.errors import UserError
+from posttrain.models import ModelSpec, load_model, load_tokenizer, resolve_model_path
 
 BACKENDS = ("hf", "vllm")
 
@@ -204,15 +205,12 @@ def build_generator(
     progress: bool = True,
 ):
     """``(generator, tokenizer)`` for a model name or path (hub id, local dir, ``embedded:...`` alias)."""
-    from posttrain.models import load_model, load_tokenizer, resolve_model_path
-    from posttrain.recipe import ModelSection
-
     backend = backend or default_backend()
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    cfg = ModelSection(name_or_path=model, dtype=dtype)
+    cfg = ModelSpec(name_or_path=model, dtype=dtype)
     tokenizer = load_tokenizer(cfg, padding_side="left")
     if backend == "vllm":
         from posttrain.vllm_support import check_model, check_vllm

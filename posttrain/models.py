@@ -26,6 +26,27 @@ from posttrain.paths import cache_dir, find_file
 
 logger = logging.getLogger(__name__)
 
+# The file a saved principle reward model keeps beside its weights (its form and prompt template):
+# posttrain.rewards.principle writes and reads it, save_merged copies it.
+RM_CONFIG = "posttrain_rm.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to load without a recipe (a CLI flag, a saved reward model): the fields of a recipe's
+    ``model`` section that :func:`load_model` and :func:`load_tokenizer` read, unset by default. The loaders
+    take either; a recipe passes its validated ``model`` section."""
+
+    name_or_path: str
+    dtype: str = "auto"
+    gguf_file: str | None = None
+    revision: str | None = None
+    tokenizer: str | None = None
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    chat_template: str | None = None
+
 
 @dataclass(frozen=True)
 class EmbeddedModel:
@@ -345,8 +366,6 @@ def save_merged(model_cfg, adapter_dir: str | Path, out_dir: str | Path | None =
     """
     from peft import PeftConfig, PeftModel
     from transformers import AutoTokenizer
-
-    from posttrain.rewards.principle import RM_CONFIG
 
     adapter_dir = Path(adapter_dir)
     out_dir = Path(out_dir) if out_dir is not None else adapter_dir / "merged"

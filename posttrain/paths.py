@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -33,3 +34,13 @@ def find_file(path: str | os.PathLike) -> Path | None:
     if not p.is_absolute() and (PROJECT_ROOT / p).exists():
         return PROJECT_ROOT / p
     return None
+
+
+def safe_id(name: str) -> str:
+    """``name`` made safe as a file name (runs of other characters become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+
+
+def model_id_for(spec: str) -> str:
+    """A file-safe id from a model spec: the last path component (``embedded:`` dropped)."""
+    return safe_id(spec.removeprefix("embedded:").rstrip("/").split("/")[-1])

@@ -20,16 +20,19 @@ wrong type or range names its YAML path, a missing file is named. All of these r
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from posttrain.errors import UserError, did_you_mean
+from posttrain.models import EMBEDDED_MODELS, check_model_source
 from posttrain.paths import find_file, recipes_dir
+from posttrain.tracking import install_hint
+from posttrain.trl_compat import trl_config_hint
+from posttrain.yaml_file import read_yaml
 
 
 class _Section(BaseModel):
@@ -190,42 +193,6 @@ def find_recipe(name: str) -> Path:
     raise UserError(f"recipe not found: {name} (also looked in {recipes_dir()})")
 
 
-def _non_string_key(node: Any, where: str = "") -> str | None:
-    """The dotted place of the first mapping key that is not a string (``123: x``), or None."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if not isinstance(key, str):
-                return f"{where}.{key!r}" if where else repr(key)
-            found = _non_string_key(value, f"{where}.{key}" if where else key)
-            if found is not None:
-                return found
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found = _non_string_key(value, f"{where}[{i}]")
-            if found is not None:
-                return found
-    return None
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a recipe must be a YAML mapping (key: value), got {type(data).__name__}")
-    bad = _non_string_key(data)
-    if bad is not None:
-        raise UserError(f"{path}: key {bad} is not a string (recipe keys are names such as max_steps)")
-    return data
-
-
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides; the value is parsed as YAML (``true``, ``3``, ``[a, b]``).
 
@@ -287,33 +254,11 @@ def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
     return model
 
 
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def validate_dataclass_section(
-    cls: type, values: dict[str, Any], *, names: set[str], section: str, where: str
-) -> dict[str, Any]:
-    """Check ``values`` against the dataclass fields ``names`` of ``cls``: known keys, coercible types."""
-    if not isinstance(values, dict):
-        raise UserError(f"{where}: '{section}' must be a mapping, got {type(values).__name__}")
-    hints = _type_hints(cls)
-    out = {}
-    for key, value in values.items():
-        if key not in names:
-            raise UserError(f"{where}: unknown key '{section}.{key}'{did_you_mean(key, names)}")
-        try:
-            out[key] = TypeAdapter(hints[key]).validate_python(value)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            raise UserError(f"{where}: {section}.{key}: {msg} (got {value!r})") from None
-    return out
-
-
 def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: bool = True) -> Recipe:
     """Read, override and validate a recipe. Raises :class:`UserError` on any mistake; loads no model."""
+    # lazy: the methods import transformers and torch; `posttrain recipes` reads recipes without them
     from posttrain.methods import get_method, method_names
+    from posttrain.methods.base import validate_dataclass_section
 
     path = find_recipe(name)
     where = str(path)
@@ -321,8 +266,6 @@ def load_recipe(name: str, overrides: list[str] | None = None, *, check_files: b
 
     method_name = data.get("method")
     if not isinstance(method_name, str):
-        from posttrain.trl_compat import trl_config_hint
-
         hint = trl_config_hint(data)
         raise UserError(
             f"{where}: missing required key 'method' (one of: {', '.join(method_names())})"
@@ -407,8 +350,7 @@ def check_report_to(value: Any, where: str) -> None:
                 f"; one of: none, all, {', '.join(sorted(INTEGRATION_TO_CALLBACK))}"
             )
         if name not in installed:
-            from posttrain.tracking import install_hint  # posttrain's own extras first
-
+            # posttrain's own extras first
             hint = install_hint(name) or f"pip install {TRACKER_PACKAGES.get(name, name)}"
             raise UserError(
                 f"{where}: training.report_to: tracker '{name}' is not installed ({hint}), "
@@ -484,19 +426,20 @@ def _declared_defaults(config_cls) -> dict[str, Any]:
 
 
 def _check_files(recipe: Recipe, where: str) -> None:
-    if recipe.method == "drpo":  # a principle RM another recipe trains must exist before this one runs
-        from posttrain.rewards.registry import check_reward_specs
+    from posttrain.methods import get_method, method_names  # lazy: see load_recipe
 
-        check_reward_specs(recipe.method_args.get("rewards") or [], where)
+    method = get_method(recipe.method)
+    method.check_files(recipe, where)
     if recipe.evaluate is not None:
-        rm_evals = recipe.evaluate.principles is not None or recipe.evaluate.rm_bench is not None
-        if rm_evals and recipe.method != "rlbff":
+        for key in recipe.evaluate.model_fields_set:
+            if getattr(recipe.evaluate, key) is None or key in method.evaluations:
+                continue
+            owners = [m for m in method_names() if key in get_method(m).evaluations]
             raise UserError(
-                f"{where}: evaluate: principles and rm_bench evaluate reward models (method rlbff)"
+                f"{where}: evaluate.{key}: evaluates models trained with method {' or '.join(owners)}, "
+                f"not {recipe.method}"
             )
         if recipe.evaluate.math is not None:
-            if recipe.method != "drpo":
-                raise UserError(f"{where}: evaluate.math: evaluates policies trained with method drpo")
             for bench in recipe.evaluate.math.benchmarks:
                 if bench.endswith((".json", ".jsonl")) and find_file(bench) is None:
                     raise UserError(f"{where}: evaluate.math.benchmarks: file not found: {bench}")
@@ -513,8 +456,6 @@ def _check_files(recipe: Recipe, where: str) -> None:
     if looks_local and not name.startswith("embedded:") and find_file(name) is None:
         raise UserError(f"{where}: model.name_or_path: not found: {name}")
     # a local model folder is checked now (config, weights' headers, tokenizer files); hub ids at load time
-    from posttrain.models import check_model_source
-
     tokenizer = recipe.model.tokenizer
     need = ("model",) if tokenizer is not None else ("model", "tokenizer")
     try:
@@ -524,8 +465,6 @@ def _check_files(recipe: Recipe, where: str) -> None:
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
     if name.startswith("embedded:"):
-        from posttrain.models import EMBEDDED_MODELS
-
         alias = name.removeprefix("embedded:")
         if alias not in EMBEDDED_MODELS:
             raise UserError(

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from posttrain.losses.rm import scalar_fulfilment_loss, yes_no_loss
+from posttrain.losses.rlbff import scalar_fulfilment_loss, yes_no_loss
 
 
 def test_yes_no_loss_is_two_way_cross_entropy():

@@ -159,7 +159,7 @@ def environment(out: Path) -> dict:
 
         import posttrain.trainers.cpl_trainer  # noqa: F401
         import posttrain.trainers.drpo_trainer  # noqa: F401
-        import posttrain.trainers.principle_rm_trainer  # noqa: F401
+        import posttrain.trainers.rlbff_trainer  # noqa: F401
 
         info["posttrain_imports"] = "ok"
     except Exception as exc:  # recorded, and the runs still try

@@ -23,36 +23,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
+from posttrain.data.report import DropReport
+from posttrain.data.sources import read_source
+from posttrain.data.tokenize import tokenize_preferences
 from posttrain.errors import UserError
 
 FORMATS = ("pairs", "hh", "ranked")
-
-
-@dataclass
-class DropReport:
-    """Counts of records read, kept and dropped (by reason) for one data source."""
-
-    source: str
-    read: int = 0
-    kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    truncated: Counter = field(default_factory=Counter)
-
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] += 1
-
-    def summary(self) -> str:
-        parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items()))
-        text = f"{self.source}: {self.kept}/{self.read} records kept" + (
-            f" (dropped: {parts})" if parts else ""
-        )
-        if self.truncated:
-            text += "; " + ", ".join(f"{n} with {what}" for what, n in sorted(self.truncated.items()))
-        return text
 
 
 class _Drop(Exception):
@@ -238,9 +216,6 @@ def load_preference_split(
     progress: bool = True,
 ) -> tuple[list[dict], DropReport]:
     """Read, adapt and tokenize one recipe data source; raises :class:`UserError` if nothing is left."""
-    from posttrain.data.sources import read_source
-    from posttrain.data.tokenize import tokenize_preferences
-
     raw, label = read_source(source)
     records, report = adapt_preferences(raw, source.format, label)
     tokenized = tokenize_preferences(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from posttrain.data.preference import DropReport
+from posttrain.data.report import DropReport
 
 
 def render(tokenizer, prompt: list[dict[str, str]], response: str | None = None) -> str:

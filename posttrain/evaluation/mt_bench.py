@@ -61,7 +61,7 @@ from posttrain.errors import IncompleteRun, UserError
 from posttrain.evaluation.results import RESULTS_FILE, read_results
 from posttrain.evaluation.tables import aligned_table
 from posttrain.jsonl import RUN_FILE, JsonlAppender, read_jsonl, start_run, write_atomic
-from posttrain.paths import PROJECT_ROOT
+from posttrain.paths import PROJECT_ROOT, model_id_for, safe_id
 
 DATA_ENV = "POSTTRAIN_MT_BENCH_DATA"
 QUESTION_FILE = "question.jsonl"
@@ -623,15 +623,6 @@ def run_judge(judge, tasks: Sequence[_JudgeTask], path: Path, max_new_tokens: in
     return sum(r is None for r in replies)
 
 
-def _safe_id(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
-
-
-def model_id_for(spec: str) -> str:
-    """A file-safe id from a model spec: the last path component (``embedded:`` dropped)."""
-    return _safe_id(spec.removeprefix("embedded:").rstrip("/").split("/")[-1])
-
-
 def load_baseline(path: str | os.PathLike) -> tuple[str, dict[int, list[str]]]:
     """``(model_id, answers)`` from a FastChat answer file or a folder written by ``eval mt-bench``."""
     p = Path(path).expanduser()
@@ -685,9 +676,9 @@ def evaluate_mt_bench(
             raise UserError(f"--baseline: no answer for question(s) {', '.join(map(str, lacking[:10]))}")
     others = [load_results(d) for d in compare]
     policy_options, judge_options = dict(policy_options or {}), dict(judge_options or {})
-    model_id = _safe_id(model_id) if model_id else model_id_for(model)
+    model_id = safe_id(model_id) if model_id else model_id_for(model)
     judge_id = (
-        _safe_id(judge_options.get("api_model") or "") if judge.startswith("http") else model_id_for(judge)
+        safe_id(judge_options.get("api_model") or "") if judge.startswith("http") else model_id_for(judge)
     )
     judge_id = judge_id or "judge"
     out = Path(out_dir)

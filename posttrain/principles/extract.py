@@ -72,9 +72,9 @@ import numpy as np
 from rapidfuzz import fuzz
 
 from posttrain.errors import UserError
-from posttrain.evaluation.mt_bench import model_id_for
 from posttrain.evaluation.tables import aligned_table
 from posttrain.jsonl import RUN_FILE, JsonlAppender, read_jsonl, start_run, write_atomic
+from posttrain.paths import model_id_for
 
 EXTRACTIONS_FILE, ITEMS_FILE = "extractions.jsonl", "items.jsonl"
 PRINCIPLES_FILE, COUNTS_FILE = "principles.jsonl", "counts.json"

@@ -28,10 +28,17 @@ import torch
 from posttrain.data.principle import DEFAULT_TEMPLATE, build_rm_messages, rm_input_ids
 from posttrain.errors import UserError
 from posttrain.lm_head import project_positions
+from posttrain.models import (
+    RM_CONFIG,
+    ModelSpec,
+    check_model_source,
+    load_errors,
+    load_tokenizer,
+    resolve_model_path,
+)
 from posttrain.rewards import completion_text
 
 FORMS = ("yes_no", "scalar_head", "bradley_terry")
-RM_CONFIG = "posttrain_rm.json"
 
 
 def yes_no_token_ids(tokenizer, yes: str = "Yes", no: str = "No") -> tuple[int, int]:
@@ -90,9 +97,6 @@ class PrincipleRewardModel:
         cannot load is a :class:`UserError` naming ``field`` (the flag or recipe key that gave it)."""
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-        from posttrain.models import check_model_source, load_errors, load_tokenizer, resolve_model_path
-        from posttrain.recipe import ModelSection
-
         check_model_source(name_or_path, field=field)
         with load_errors(field, name_or_path):
             path = resolve_model_path(name_or_path)
@@ -117,8 +121,8 @@ class PrincipleRewardModel:
         if device is not None:
             model = model.to(device)
         try:
-            tokenizer = load_tokenizer(ModelSection(name_or_path=path), padding_side="left")
-        except UserError as exc:  # name the flag, not the recipe key of the internal ModelSection
+            tokenizer = load_tokenizer(ModelSpec(name_or_path=path), padding_side="left")
+        except UserError as exc:  # name the flag, not the recipe key the loader names
             raise UserError(str(exc).replace("model.name_or_path", field, 1)) from None
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id

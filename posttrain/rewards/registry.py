@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from posttrain.errors import UserError, did_you_mean
+from posttrain.paths import find_file, recipes_dir
+from posttrain.yaml_file import read_yaml
 
 
 def _math_correctness() -> Callable:
@@ -81,9 +83,6 @@ def resolve_reward(spec: str, *, allow_custom: bool = False) -> Callable:
 
 def _recipe_that_writes(path: str) -> str | None:
     """The bundled recipe whose output_dir is ``path`` (e.g. the RM another recipe's reward reads)."""
-    from posttrain.paths import recipes_dir
-    from posttrain.recipe import read_yaml
-
     target = Path(path).as_posix().rstrip("/")
     for recipe in sorted(recipes_dir().rglob("*.yaml")):
         try:
@@ -99,8 +98,6 @@ def check_reward_specs(specs: list[str], where: str) -> None:
     """Before any model loads: a ``principle_rm=PATH`` whose PATH is not on disk is named, with the command
     that trains it when a bundled recipe writes it (``outputs/...`` is a local folder, not a hub id: loading
     it would otherwise go to the hub and fail there)."""
-    from posttrain.paths import find_file
-
     for spec in specs or []:
         if not isinstance(spec, str) or not spec.startswith("principle_rm="):
             continue

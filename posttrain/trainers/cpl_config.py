@@ -7,7 +7,7 @@ from typing import Literal
 
 from transformers import TrainingArguments
 
-from posttrain.methods import ConfigFieldError
+from posttrain.errors import ConfigFieldError
 from posttrain.trainers.guards import GuardArguments
 
 

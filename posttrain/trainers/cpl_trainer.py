@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import os
 from collections import defaultdict
-from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback
@@ -44,10 +43,9 @@ from transformers import Trainer, TrainerCallback
 from posttrain.checkpoints import CheckpointMixin
 from posttrain.data.preference import adapt_preferences
 from posttrain.data.tokenize import RankedPreferenceCollator, tokenize_preferences
-from posttrain.errors import UserError
+from posttrain.errors import ConfigFieldError, UserError
 from posttrain.lm_head import project_positions
 from posttrain.losses.cpl import cpl_ranked_loss, segment_logps, sequence_nll
-from posttrain.methods import ConfigFieldError
 from posttrain.trainers.cpl_config import CPLConfig
 from posttrain.trainers.guards import NonFiniteGuardMixin
 from posttrain.trainers.utils import (
@@ -296,39 +294,3 @@ def _with_length(dataset):
         return dataset
     lengths = [len(p) + max(map(len, r)) for p, r in zip(dataset["prompt_ids"], dataset["response_ids"])]
     return dataset.add_column("length", lengths)
-
-
-def setup_from_recipe(recipe, args: CPLConfig, *, progress: bool = True):
-    """Build a CPLTrainer from a validated recipe: data first (cheap errors), then the model."""
-    from datasets import Dataset
-
-    from posttrain.data.preference import load_preference_split
-    from posttrain.models import load_model, load_tokenizer, peft_config
-
-    tokenizer = load_tokenizer(recipe.model)
-    reports = []
-    splits: dict[str, Any] = {}
-    for name in ("train", "eval"):
-        source = getattr(recipe.data, name)
-        if source is None:
-            continue
-        records, report = load_preference_split(
-            source,
-            tokenizer,
-            max_length=args.max_length,
-            max_prompt_length=args.max_prompt_length,
-            overlong=recipe.data.overlong,
-            progress=progress,
-        )
-        reports.append(report)
-        splits[name] = Dataset.from_list(records)
-    model = load_model(recipe.model)
-    trainer = CPLTrainer(
-        model,
-        args,
-        train_dataset=splits["train"],
-        eval_dataset=splits.get("eval"),
-        processing_class=tokenizer,
-        peft_config=peft_config(recipe.model),
-    )
-    return trainer, reports

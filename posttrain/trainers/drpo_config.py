@@ -18,7 +18,7 @@ from typing import Literal
 
 from trl import GRPOConfig
 
-from posttrain.methods import ConfigFieldError
+from posttrain.errors import ConfigFieldError
 from posttrain.trainers.guards import GuardArguments
 
 # Objectives whose loss is a function of whole groups (each micro-batch must hold complete groups).

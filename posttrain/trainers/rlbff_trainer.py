@@ -2,7 +2,7 @@
 
 A principle RM learns binary feedback — does response y to context x satisfy principle P? — so users pick
 the principles at inference instead of living with one scalar "how good". Two forms share this trainer
-(``PrincipleRMConfig.form``), each a pure loss in :mod:`posttrain.losses.rm`:
+(``RLBFFConfig.form``), each a pure loss in :mod:`posttrain.losses.rlbff`:
 
 - ``yes_no`` (the paper's scalar RM): a causal LM reads [x…, assistant: y, user: "Evaluate the response …
   principle: P. Only answer Yes or No."] with the generation prompt; reward = logit(Yes) − logit(No) at
@@ -32,10 +32,10 @@ from transformers import Trainer
 from trl import RewardTrainer
 
 from posttrain.checkpoints import CheckpointMixin
-from posttrain.losses.rm import scalar_fulfilment_loss, yes_no_loss
+from posttrain.losses.rlbff import scalar_fulfilment_loss, yes_no_loss
 from posttrain.rewards.principle import save_rm_config, yes_no_token_ids
 from posttrain.trainers.guards import NonFiniteGuardMixin
-from posttrain.trainers.principle_rm_config import PrincipleRMConfig
+from posttrain.trainers.rlbff_config import RLBFFConfig
 from posttrain.trainers.utils import MetricsMixin
 
 
@@ -73,7 +73,7 @@ class _SavesRMForm:
             save_rm_config(output_dir or self.args.output_dir, form=self._rm_form, template=self._rm_template)
 
 
-class PrincipleRMTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, MetricsMixin, Trainer):
+class RLBFFTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, MetricsMixin, Trainer):
     """Trains a Yes/No-token or scalar-head principle RM on tokenized principle records."""
 
     _tag_names = ["posttrain", "rlbff"]
@@ -81,7 +81,7 @@ class PrincipleRMTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, Met
     def __init__(
         self,
         model,
-        args: PrincipleRMConfig,
+        args: RLBFFConfig,
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
@@ -94,7 +94,7 @@ class PrincipleRMTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, Met
 
         if args.form not in RM_STEPS:
             raise ValueError(
-                f"PrincipleRMTrainer trains {sorted(RM_STEPS)}; use BradleyTerryTrainer for {args.form}"
+                f"RLBFFTrainer trains {sorted(RM_STEPS)}; use BradleyTerryTrainer for {args.form}"
             )
         if peft_config is not None:
             from peft import get_peft_model
@@ -139,7 +139,7 @@ class BradleyTerryTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, Re
     _rm_form, _rm_template = "bradley_terry", ""
 
 
-def reward_config_from(args: PrincipleRMConfig):
+def reward_config_from(args: RLBFFConfig):
     """TRL's RewardConfig carrying the same TrainingArguments as ``args``."""
     import dataclasses
 
@@ -163,81 +163,3 @@ def reward_config_from(args: PrincipleRMConfig):
     config = RewardConfig(**values, max_length=args.max_length, disable_dropout=True)
     config.max_nonfinite_steps = args.max_nonfinite_steps  # read by NonFiniteGuardMixin
     return config
-
-
-def setup_from_recipe(recipe, args: PrincipleRMConfig, *, progress: bool = True):
-    """Data first (cheap errors), then the model, then the trainer for the recipe's RM form."""
-    from datasets import Dataset
-
-    from posttrain.data.principle import adapt_principles, tokenize_principles
-    from posttrain.data.sources import read_source
-    from posttrain.models import load_model, load_tokenizer, peft_config
-
-    tokenizer = load_tokenizer(recipe.model, padding_side="left")
-    reports, splits = [], {}
-    for name in ("train", "eval"):
-        source = getattr(recipe.data, name)
-        if source is None:
-            continue
-        raw, label = read_source(source)
-        if args.form == "bradley_terry":
-            splits[name], report = _bt_split(raw, label, source.format)
-        else:
-            records, report = adapt_principles(
-                raw, label, partially_as=args.partially_as, keep_helpfulness=args.keep_helpfulness
-            )
-            splits[name] = Dataset.from_list(
-                tokenize_principles(
-                    records, tokenizer, max_length=args.max_length, template=args.template, report=report
-                )
-            )
-        if len(splits[name]) == 0:
-            from posttrain.errors import UserError
-
-            raise UserError(f"{report.summary()}: no usable records left")
-        reports.append(report)
-
-    kind = "causal_lm" if args.form == "yes_no" else "sequence_classification"
-    model = load_model(recipe.model, kind=kind)
-    if args.form == "bradley_terry":
-        trainer = BradleyTerryTrainer(
-            model,
-            args=reward_config_from(args),
-            train_dataset=splits["train"],
-            eval_dataset=splits.get("eval"),
-            processing_class=tokenizer,
-            peft_config=peft_config(recipe.model, task_type="SEQ_CLS"),
-        )
-    else:
-        trainer = PrincipleRMTrainer(
-            model,
-            args,
-            train_dataset=splits["train"],
-            eval_dataset=splits.get("eval"),
-            processing_class=tokenizer,
-            peft_config=peft_config(
-                recipe.model, task_type="CAUSAL_LM" if kind == "causal_lm" else "SEQ_CLS"
-            ),
-        )
-    return trainer, reports
-
-
-def _bt_split(raw, label, fmt):
-    """Preference pairs in TRL's conversational prompt/chosen/rejected form for RewardTrainer."""
-    from datasets import Dataset
-
-    from posttrain.data.preference import adapt_preferences
-
-    records, report = adapt_preferences(raw, fmt if fmt != "principles" else "pairs", label)
-    rows = []
-    for rec in records:
-        best = max(range(len(rec["scores"])), key=rec["scores"].__getitem__)
-        worst = min(range(len(rec["scores"])), key=rec["scores"].__getitem__)
-        rows.append(
-            {
-                "prompt": rec["prompt"],
-                "chosen": [{"role": "assistant", "content": rec["responses"][best]}],
-                "rejected": [{"role": "assistant", "content": rec["responses"][worst]}],
-            }
-        )
-    return Dataset.from_list(rows), report

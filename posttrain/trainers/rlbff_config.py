@@ -8,12 +8,12 @@ from typing import Literal
 from transformers import TrainingArguments
 
 from posttrain.data.principle import DEFAULT_TEMPLATE
-from posttrain.methods import ConfigFieldError
+from posttrain.errors import ConfigFieldError
 from posttrain.trainers.guards import GuardArguments
 
 
 @dataclass
-class PrincipleRMConfig(TrainingArguments, GuardArguments):
+class RLBFFConfig(TrainingArguments, GuardArguments):
     """TrainingArguments plus the RM form and its data handling. In a recipe these go under ``rlbff:``."""
 
     form: Literal["yes_no", "scalar_head", "bradley_terry"] = field(
