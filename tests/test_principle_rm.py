@@ -14,7 +14,7 @@ from posttrain.data.principle import DEFAULT_TEMPLATE, adapt_principles, build_r
 from posttrain.errors import UserError
 from posttrain.evaluation.principles import pair_outcomes
 from posttrain.rewards.principle import PrincipleReward, PrincipleRewardModel, yes_no_token_ids
-from posttrain.trainers.principle_rm_config import PrincipleRMConfig
+from posttrain.trainers.rlbff_config import RLBFFConfig
 
 LIMIT = "The response is at most 10 words long."
 
@@ -75,7 +75,7 @@ def test_helpfulness_principle_is_dropped_and_counted_unless_kept():
     assert "principle helpfulness" in report.summary()
     kept, report = adapt_principles(rows, "p.jsonl", keep_helpfulness=True)
     assert len(kept) == 4 and report.dropped == {"fulfilment Partially": 1}
-    assert PrincipleRMConfig(output_dir="unused", use_cpu=True).keep_helpfulness is False
+    assert RLBFFConfig(output_dir="unused", use_cpu=True).keep_helpfulness is False
 
 
 @pytest.mark.parametrize(
@@ -333,8 +333,8 @@ def test_lora_principle_rm_trains_only_the_adapter(tiny_model_dir, tiny_tokenize
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from posttrain.data.principle import tokenize_principles
-    from posttrain.trainers.principle_rm_config import PrincipleRMConfig
-    from posttrain.trainers.principle_rm_trainer import PrincipleRMTrainer
+    from posttrain.trainers.rlbff_config import RLBFFConfig
+    from posttrain.trainers.rlbff_trainer import RLBFFTrainer
 
     records, _ = adapt_principles(_records(8), "p")
     dataset = tokenize_principles(records, tiny_tokenizer, max_length=256)
@@ -345,7 +345,7 @@ def test_lora_principle_rm_trains_only_the_adapter(tiny_model_dir, tiny_tokenize
             tiny_model_dir, num_labels=1, pad_token_id=0
         )
         task = "SEQ_CLS"
-    args = PrincipleRMConfig(
+    args = RLBFFConfig(
         output_dir=str(tmp_path),
         form=form,
         max_steps=2,
@@ -357,7 +357,7 @@ def test_lora_principle_rm_trains_only_the_adapter(tiny_model_dir, tiny_tokenize
         disable_tqdm=True,
     )
     peft = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type=task)
-    trainer = PrincipleRMTrainer(
+    trainer = RLBFFTrainer(
         model, args, train_dataset=dataset, processing_class=tiny_tokenizer, peft_config=peft
     )
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -390,8 +390,8 @@ def test_batch_by_context_feeds_a_context_per_batch(tiny_model_dir, tiny_tokeniz
     from transformers import AutoModelForCausalLM
 
     from posttrain.data.principle import ContextGroupedSampler, tokenize_principles
-    from posttrain.trainers.principle_rm_config import PrincipleRMConfig
-    from posttrain.trainers.principle_rm_trainer import PrincipleRMTrainer
+    from posttrain.trainers.rlbff_config import RLBFFConfig
+    from posttrain.trainers.rlbff_trainer import RLBFFTrainer
 
     rows = []
     for i, r in enumerate(_records(12)):  # 3 contexts of 4 records, interleaved in the file
@@ -401,9 +401,9 @@ def test_batch_by_context_feeds_a_context_per_batch(tiny_model_dir, tiny_tokeniz
     assert [d["context_id"] for d in dataset] == [0, 1, 2] * 4
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     common = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to="none", use_cpu=True)
-    trainer = PrincipleRMTrainer(
+    trainer = RLBFFTrainer(
         model,
-        PrincipleRMConfig(**common, batch_by_context=True),
+        RLBFFConfig(**common, batch_by_context=True),
         train_dataset=dataset,
         processing_class=tiny_tokenizer,
     )
@@ -414,8 +414,8 @@ def test_batch_by_context_feeds_a_context_per_batch(tiny_model_dir, tiny_tokeniz
             row[row != tiny_tokenizer.pad_token_id][:10].tolist() for row in batch["input_ids"]
         ]  # through "Context N."
         assert all(f == first[0] for f in first)
-    plain = PrincipleRMTrainer(
-        model, PrincipleRMConfig(**common), train_dataset=dataset, processing_class=tiny_tokenizer
+    plain = RLBFFTrainer(
+        model, RLBFFConfig(**common), train_dataset=dataset, processing_class=tiny_tokenizer
     )
     assert not isinstance(plain._get_train_sampler(), ContextGroupedSampler)
 

@@ -154,9 +154,9 @@ def test_every_trainer_writes_posttrains_card_when_pushed():
     from posttrain.model_card import ModelCardMixin
     from posttrain.trainers.cpl_trainer import CPLTrainer
     from posttrain.trainers.drpo_trainer import DRPOTrainer
-    from posttrain.trainers.principle_rm_trainer import BradleyTerryTrainer, PrincipleRMTrainer
+    from posttrain.trainers.rlbff_trainer import BradleyTerryTrainer, RLBFFTrainer
 
-    for cls in (CPLTrainer, DRPOTrainer, PrincipleRMTrainer, BradleyTerryTrainer):
+    for cls in (CPLTrainer, DRPOTrainer, RLBFFTrainer, BradleyTerryTrainer):
         assert cls.create_model_card is ModelCardMixin.create_model_card, cls.__name__
 
 
