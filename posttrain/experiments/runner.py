@@ -1,0 +1,321 @@
+"""The study runner: arms × seeds, one subprocess per run, resumable; summary with t intervals; plot.
+
+Layout of a study's output folder::
+
+    <out>/study.json                  the study's configuration (a rerun with another one is refused)
+    <out>/<arm>/seed<k>/spec.json     what the run was asked to do
+    <out>/<arm>/seed<k>/log.txt       the run's stdout and stderr
+    <out>/<arm>/seed<k>/result.json   written (temp file, then rename) only when the run finished
+    <out>/summary.json, summary.md    per-arm mean and 95% Student t interval across seeds
+    <out>/<plot>.png                  the study's plot
+
+A run whose folder has ``result.json`` is finished and never redone; a folder without it is a killed or
+failed run and is cleared and redone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from posttrain.errors import UserError
+
+RESULT_FILE = "result.json"
+STUDY_FILE = "study.json"
+
+# two-sided 95% quantiles of Student's t, t_{0.975, df}, df = 1..30
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: scipy's value when installed, else a table (df ≤ 30) and a Cornish–Fisher expansion."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, df))
+    except ImportError:
+        pass
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and 95% Student t interval across seeds: mean ± t_{0.975, n−1} · s / √n. With one value there is
+    no interval (``half_width`` None); with none, everything is None."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(vals)
+    if n == 0:
+        return {"n": 0, "mean": None, "sd": None, "half_width": None, "low": None, "high": None}
+    mean = sum(vals) / n
+    if n == 1:
+        return {"n": 1, "mean": mean, "sd": None, "half_width": None, "low": None, "high": None}
+    sd = statistics.stdev(vals)
+    half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+    return {"n": n, "mean": mean, "sd": sd, "half_width": half, "low": mean - half, "high": mean + half}
+
+
+@dataclass
+class Metric:
+    key: str  # in a run result's "metrics"
+    label: str
+    scale: float = 1.0  # shown × scale (e.g. 100 for %)
+    digits: int = 1
+
+
+@dataclass
+class Study:
+    """What the runner needs from a study module."""
+
+    name: str
+    arms: list[str]
+    config: dict[str, Any]  # JSON-serializable; every run gets it (the worker reads its part)
+    worker: str  # module with ``run_one(spec) -> dict``, run as a subprocess by the default executor
+    metrics: list[Metric]
+    plot: Callable[[list[dict], dict, Path], Path] | None = None  # (results, summary, out dir) -> png
+    deterministic_arms: list[str] = field(
+        default_factory=list
+    )  # run once (the first seed): same result each time
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSpec:
+    study: str
+    arm: str
+    seed: int
+    run_dir: str
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "arm": self.arm,
+            "seed": self.seed,
+            "run_dir": self.run_dir,
+            "config": self.config,
+        }
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temp file in the same folder, then rename: a reader sees the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def subprocess_executor(worker: str, timeout: float | None = None) -> Callable[[RunSpec], dict]:
+    """Run ``python -m <worker> <run_dir>/spec.json`` with stdout and stderr to ``<run_dir>/log.txt``; the worker
+    writes ``<run_dir>/worker_result.json``, returned here."""
+
+    def execute(spec: RunSpec) -> dict:
+        run_dir = Path(spec.run_dir)
+        with open(run_dir / "log.txt", "w") as log:
+            proc = subprocess.run(
+                [sys.executable, "-m", worker, str(run_dir / "spec.json")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        result_path = run_dir / "worker_result.json"
+        if proc.returncode != 0 or not result_path.is_file():
+            tail = (run_dir / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
+            raise RunFailed(
+                f"exit code {proc.returncode}; last lines of {run_dir / 'log.txt'}:\n    "
+                + "\n    ".join(tail)
+            )
+        return json.loads(result_path.read_text())
+
+    return execute
+
+
+def run_dirs(out: Path, study: Study, seeds: Sequence[int]) -> list[tuple[str, int, Path]]:
+    """(arm, seed, run folder) of every run; a deterministic arm runs with the first seed only."""
+    return [
+        (arm, seed, out / arm / f"seed{seed}")
+        for arm in study.arms
+        for seed in (seeds[:1] if arm in study.deterministic_arms else seeds)
+    ]
+
+
+def check_study_file(out: Path, study: Study) -> None:
+    """A study folder holds one configuration: rerunning it with another is refused (results would mix)."""
+    path = out / STUDY_FILE
+    mine = {"study": study.name, "config": study.config}
+    if path.is_file():
+        theirs = json.loads(path.read_text())
+        if {"study": theirs.get("study"), "config": theirs.get("config")} != json.loads(json.dumps(mine)):
+            raise UserError(
+                f"{out} holds a {theirs.get('study')} study with another configuration ({path}); "
+                "use another --out, or delete that folder to start over"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, mine)
+
+
+def run_study(
+    study: Study,
+    out: Path,
+    seeds: Sequence[int],
+    *,
+    execute: Callable[[RunSpec], dict] | None = None,
+    dry_run: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run every arm × seed not finished yet, then write the summary (JSON + markdown) and the plot.
+    Returns the summary; ``summary["failed"]`` lists runs that failed this time (they are redone next time)."""
+    log = log or (lambda line: print(f"[experiments] {line}", file=sys.stderr, flush=True))
+    out = Path(out)
+    plan = run_dirs(out, study, seeds)
+    finished = [(arm, seed, d) for arm, seed, d in plan if (d / RESULT_FILE).is_file()]
+    todo = [(arm, seed, d) for arm, seed, d in plan if not (d / RESULT_FILE).is_file()]
+    log(
+        f"{study.name}: {len(plan)} runs ({len(study.arms)} arms × {len(seeds)} seeds) in {out}; "
+        f"{len(finished)} finished, {len(todo)} to run"
+    )
+    if dry_run:
+        for arm, seed, d in plan:
+            state = (
+                "finished" if (d / RESULT_FILE).is_file() else ("partial: redo" if d.exists() else "to run")
+            )
+            log(f"  {arm} seed{seed}: {state}")
+        return {"study": study.name, "dry_run": True, "planned": len(plan), "todo": len(todo)}
+    check_study_file(out, study)
+    execute = execute or subprocess_executor(study.worker)
+    failed = []
+    started = time.time()
+    for i, (arm, seed, d) in enumerate(todo, 1):
+        if d.exists():
+            log(f"{arm} seed{seed}: partial run from before (no {RESULT_FILE}), cleared and redone")
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        spec = RunSpec(study.name, arm, seed, str(d), study.config)
+        write_json_atomic(d / "spec.json", spec.to_dict())
+        log(f"[{i}/{len(todo)}] {arm} seed{seed}: running (log: {d / 'log.txt'})")
+        t0 = time.time()
+        try:
+            result = execute(spec)
+        except RunFailed as exc:
+            log(f"[{i}/{len(todo)}] {arm} seed{seed}: FAILED after {_fmt_time(time.time() - t0)}: {exc}")
+            failed.append({"arm": arm, "seed": seed, "error": str(exc)})
+            continue
+        result = {"arm": arm, "seed": seed, **result, "wall_s": round(time.time() - t0, 1)}
+        write_json_atomic(d / RESULT_FILE, result)
+        shown = ", ".join(
+            f"{m.label} {_fmt_value(result.get('metrics', {}).get(m.key), m)}" for m in study.metrics[:3]
+        )
+        elapsed = time.time() - started
+        eta = elapsed / i * (len(todo) - i)
+        log(
+            f"[{i}/{len(todo)}] {arm} seed{seed}: done in {_fmt_time(time.time() - t0)} ({shown}); "
+            f"study elapsed {_fmt_time(elapsed)}, ~{_fmt_time(eta)} left"
+        )
+    results = [json.loads((d / RESULT_FILE).read_text()) for _, _, d in plan if (d / RESULT_FILE).is_file()]
+    summary = summarize(study, results, seeds)
+    summary["failed"] = failed
+    write_summary(study, summary, out)
+    if study.plot is not None and results:
+        path = study.plot(results, summary, out)
+        summary["plot"] = str(path)
+        log(f"plot: {path}")
+    log(f"summary: {out / 'summary.md'}")
+    return summary
+
+
+def _fmt_value(value: float | None, m: Metric) -> str:
+    if value is None:
+        return "—"
+    return f"{value * m.scale:.{m.digits}f}"
+
+
+def summarize(study: Study, results: list[dict], seeds: Sequence[int]) -> dict[str, Any]:
+    """Per arm and metric: n, mean, sd and the 95% t interval across the arm's finished seeds."""
+    arms = {}
+    for arm in study.arms:
+        rows = [r for r in results if r["arm"] == arm]
+        arms[arm] = {
+            "runs": len(rows),
+            "seeds": sorted(r["seed"] for r in rows),
+            "metrics": {
+                m.key: interval([r.get("metrics", {}).get(m.key) for r in rows]) for m in study.metrics
+            },
+        }
+    return {
+        "study": study.name,
+        "seeds_planned": list(seeds),
+        "config": study.config,
+        "arms": arms,
+        "metrics": [
+            {"key": m.key, "label": m.label, "scale": m.scale, "digits": m.digits} for m in study.metrics
+        ],
+        "runs": results,
+        "notes": study.notes,
+    }
+
+
+def format_cell(stats: dict[str, Any], m: Metric) -> str:
+    """``mean ± half-width`` (95% t interval), ``mean (n=1, no interval)`` or ``—``."""
+    if stats["mean"] is None:
+        return "—"
+    mean = _fmt_value(stats["mean"], m)
+    if stats["half_width"] is None:
+        return f"{mean} (n=1, no interval)"
+    return f"{mean} ± {_fmt_value(stats['half_width'], m)}"
+
+
+def markdown_table(study: Study, summary: dict[str, Any]) -> str:
+    head = "| arm | runs | " + " | ".join(m.label for m in study.metrics) + " |"
+    lines = [head, "|" + "---|" * (len(study.metrics) + 2)]
+    for arm in study.arms:
+        a = summary["arms"][arm]
+        cells = [format_cell(a["metrics"][m.key], m) for m in study.metrics]
+        lines.append(f"| {arm} | {a['runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(study: Study, summary: dict[str, Any], out: Path) -> None:
+    write_json_atomic(out / "summary.json", summary)
+    lines = [
+        f"# {study.name}: summary",
+        "",
+        "Mean ± half-width of the 95% Student t interval across seeds (t_{0.975, n−1} · s / √n); "
+        "n=1: no interval.",
+        "",
+        markdown_table(study, summary),
+        "",
+    ]
+    if summary.get("failed"):
+        lines += ["Failed this time (redone on the next run of the study):", ""]
+        lines += [f"- {f['arm']} seed{f['seed']}: {f['error'].splitlines()[0]}" for f in summary["failed"]]
+        lines.append("")
+    lines += [f"- {note}" for note in study.notes]
+    lines += ["", "Configuration:", "", "```json", json.dumps(study.config, indent=2), "```", ""]
+    (out / "summary.md").write_text("\n".join(lines))
