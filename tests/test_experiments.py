@@ -425,3 +425,11 @@ def test_cpl_study_micro_end_to_end(tmp_path, monkeypatch):
         assert m["heldout_pairs"] == cpl_hh.SCALES["micro"]["heldout_pairs"]
         assert m["gen_length"] > 0 and m["step_time_s"] > 0 and m["peak_rss_mib"] > 0
     assert (out / "cpl_hh_accuracy.png").is_file()
+
+
+def test_summary_records_the_command_versions_and_machine(tmp_path):
+    run_study(fake_study(), tmp_path, [1], execute=FakeRunner(), log=quiet, command="python -m x fake")
+    js = json.loads((tmp_path / "summary.json").read_text())
+    assert js["command"] == "python -m x fake"
+    assert "torch" in js["environment"]["versions"] and js["environment"]["machine"]["cpus"] >= 1
+    assert "Command: `python -m x fake`" in (tmp_path / "summary.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -89,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         out = (
             Path(ns.out) if ns.out else project_root() / "outputs" / "experiments" / f"{ns.study}-{ns.scale}"
         )
-        summary = run_study(st, out, list(range(1, seeds + 1)), dry_run=ns.dry_run)
+        command = " ".join(
+            ["python -m posttrain.experiments", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
+        )
+        summary = run_study(st, out, list(range(1, seeds + 1)), dry_run=ns.dry_run, command=command)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

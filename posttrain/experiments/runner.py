@@ -15,6 +15,7 @@ failed run and is cleared and redone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -189,6 +190,7 @@ def run_study(
     execute: Callable[[RunSpec], dict] | None = None,
     dry_run: bool = False,
     log: Callable[[str], None] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run every arm × seed not finished yet, then write the summary (JSON + markdown) and the plot.
     Returns the summary; ``summary["failed"]`` lists runs that failed this time (they are redone next time)."""
@@ -241,6 +243,8 @@ def run_study(
     results = [json.loads((d / RESULT_FILE).read_text()) for _, _, d in plan if (d / RESULT_FILE).is_file()]
     summary = summarize(study, results, seeds)
     summary["failed"] = failed
+    summary["command"] = command
+    summary["environment"] = environment()
     write_summary(study, summary, out)
     if study.plot is not None and results:
         path = study.plot(results, summary, out)
@@ -254,6 +258,37 @@ def _fmt_value(value: float | None, m: Metric) -> str:
     if value is None:
         return "—"
     return f"{value * m.scale:.{m.digits}f}"
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine, for the summary (results are committed with them)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("posttrain", "torch", "transformers", "trl", "accelerate", "vllm"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[pkg] = version(pkg)
+    machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        import torch
+
+        machine["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            machine["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"versions": versions, "machine": machine, "git_commit": commit or None}
 
 
 def summarize(study: Study, results: list[dict], seeds: Sequence[int]) -> dict[str, Any]:
@@ -317,5 +352,14 @@ def write_summary(study: Study, summary: dict[str, Any], out: Path) -> None:
         lines += [f"- {f['arm']} seed{f['seed']}: {f['error'].splitlines()[0]}" for f in summary["failed"]]
         lines.append("")
     lines += [f"- {note}" for note in study.notes]
+    env = summary.get("environment") or {}
+    if summary.get("command"):
+        lines += ["", f"Command: `{summary['command']}`"]
+    if env:
+        lines += [
+            "",
+            f"Versions: {json.dumps(env.get('versions'))}; machine: {json.dumps(env.get('machine'))}; "
+            f"commit {env.get('git_commit')}.",
+        ]
     lines += ["", "Configuration:", "", "```json", json.dumps(study.config, indent=2), "```", ""]
     (out / "summary.md").write_text("\n".join(lines))
