@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from posttrain.models import EMBEDDED_MODELS
+
 PAPERS = {
     "cpl": ("Contrastive Preference Learning (Hejna et al., ICLR 2024)", "https://arxiv.org/abs/2310.13639"),
     "rlbff": (
@@ -60,8 +62,6 @@ class CardContext:
 
 def base_model_id(model_cfg) -> str | None:
     """The hub id of the model training started from, or None when it is a local model without one."""
-    from posttrain.models import EMBEDDED_MODELS
-
     name = model_cfg.name_or_path
     if name.startswith("embedded:"):
         spec = EMBEDDED_MODELS.get(name.removeprefix("embedded:"))

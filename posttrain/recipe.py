@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from posttrain.data import MAX_LENGTH, MAX_PROMPT_LENGTH
 from posttrain.errors import UserError, did_you_mean
 from posttrain.models import EMBEDDED_MODELS, check_model_source
 from posttrain.paths import find_file, recipes_dir
@@ -105,8 +106,17 @@ class DataSource(_Section):
 class DataSection(_Section):
     train: DataSource
     eval: DataSource | None = None
-    max_length: int = Field(1024, gt=1, description="Max tokens of prompt + response.")
-    max_prompt_length: int = Field(512, gt=0, description="Prompts are left-truncated to this many tokens.")
+    max_length: int = Field(
+        MAX_LENGTH,
+        gt=1,
+        description="Max tokens of prompt + response (cpl, rlbff; the method's max_length). rlbff drops longer "
+        "records; cpl truncates or drops them (overlong).",
+    )
+    max_prompt_length: int = Field(
+        MAX_PROMPT_LENGTH,
+        gt=0,
+        description="Prompts are left-truncated to this many tokens (cpl; rlbff's Bradley–Terry form).",
+    )
     overlong: Literal["truncate", "drop"] = Field(
         "truncate", description="Records over the limits: truncate them (counted) or drop them (counted)."
     )

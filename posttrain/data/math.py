@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.data.preference import DropReport, _Drop
+from posttrain.data.sources import read_local, read_source
 from posttrain.errors import UserError, did_you_mean
 from posttrain.paths import PROJECT_ROOT, find_file
 from posttrain.rewards.math import DRPO_SUFFIX, extract_gsm8k_answer, gold_to_str
@@ -159,8 +160,6 @@ def load_math_split(
     """
     import datasets
 
-    from posttrain.data.sources import read_source
-
     records, label = read_source(source)
     rows, counted = adapt_math_records(records, source.format, label)
     if report is not None:
@@ -239,8 +238,6 @@ def math_benchmark_records(
     ``<data_dir>/<name>.json``; or a file path (format math or gsm8k, detected). ``data_dir`` defaults to
     :func:`default_benchmark_dir`. ``limit``: the first N problems.
     """
-    from posttrain.data.sources import read_local
-
     if limit is not None and limit < 1:
         raise UserError(f"limit must be at least 1, got {limit}")
     path = _benchmark_file(name_or_path, data_dir)

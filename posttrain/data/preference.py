@@ -27,7 +27,6 @@ from typing import Any
 
 from posttrain.data.report import DropReport
 from posttrain.data.sources import read_source
-from posttrain.data.tokenize import tokenize_preferences
 from posttrain.errors import UserError
 
 FORMATS = ("pairs", "hh", "ranked")
@@ -216,6 +215,9 @@ def load_preference_split(
     progress: bool = True,
 ) -> tuple[list[dict], DropReport]:
     """Read, adapt and tokenize one recipe data source; raises :class:`UserError` if nothing is left."""
+    # lazy: data.tokenize imports torch; the adapters above serve light commands (eval math, score)
+    from posttrain.data.tokenize import tokenize_preferences
+
     raw, label = read_source(source)
     records, report = adapt_preferences(raw, source.format, label)
     tokenized = tokenize_preferences(

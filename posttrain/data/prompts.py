@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from posttrain.data.preference import DropReport, _Drop
+from posttrain.data.sources import read_source
 from posttrain.errors import UserError
 
 # columns of principle/preference records that describe other answers, not the prompt
@@ -41,8 +42,6 @@ def load_prompt_split(source, *, system_prompt: str | None = None, report: DropR
     """A ``datasets.Dataset`` with a conversational ``prompt`` column and the records' other columns
     (see the module docstring). ``source``: a recipe ``DataSource`` with ``format: prompts``."""
     import datasets
-
-    from posttrain.data.sources import read_source
 
     records, label = read_source(source)
     report = report if report is not None else DropReport(source=label)

@@ -27,6 +27,7 @@ import numpy as np
 
 from posttrain.data.principle import adapt_principles, context_key
 from posttrain.evaluation.tables import aligned_table
+from posttrain.jsonl import read_jsonl
 
 N_BOOTSTRAP = 2000
 SCORES_FILE = "principle_scores.jsonl"
@@ -268,7 +269,5 @@ def write_results(result: dict, out_dir: str | Path) -> Path:
 
 def read_scores(path: str | Path) -> list[dict]:
     """Scored records written by :func:`write_results` (a folder or the file itself)."""
-    from posttrain.jsonl import read_jsonl
-
     path = Path(path)
     return read_jsonl(path / SCORES_FILE if path.is_dir() else path)

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from posttrain.data.sources import read_local
 from posttrain.errors import UserError, did_you_mean
 from posttrain.evaluation.tables import aligned_table
 from posttrain.paths import PROJECT_ROOT
@@ -134,8 +135,6 @@ def _domain_from_name(path: Path) -> str | None:
 
 
 def _read_file(path: Path, domain: str | None) -> list[dict[str, Any]]:
-    from posttrain.data.sources import read_local
-
     return [
         _validate(rec, f"{path}: record {i + 1} (id {rec.get('id', '?')!r})", domain)
         for i, rec in enumerate(read_local(str(path)))

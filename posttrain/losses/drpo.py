@@ -207,3 +207,19 @@ def length_penalized_rewards(correct: torch.Tensor, lengths: torch.Tensor, *, al
     std = var.sqrt()
     std = torch.where(std > 0, std, torch.ones_like(std))
     return correct * (1.0 - alpha * torch.sigmoid((lengths - mean) / std))
+
+
+def grpo_lp_advantages(correct: torch.Tensor, lengths: torch.Tensor, *, alpha: float) -> torch.Tensor:
+    """The GRPO-LP baseline's advantages: :func:`length_penalized_rewards` normalised within each group,
+    (r − mean) / (std + 1e-4) (GRPO's normalisation; a group of one answer has std 0). (G, K) → (G, K)."""
+    shaped = length_penalized_rewards(correct, lengths, alpha=alpha)
+    k = shaped.shape[-1]
+    std = shaped.std(dim=-1, keepdim=True) if k > 1 else torch.zeros_like(shaped[..., :1])
+    return (shaped - shaped.mean(dim=-1, keepdim=True)) / (std + 1e-4)
+
+
+def sequence_scores(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """DRPO's score s(o) = (1/|o|) Σ_t log π_θ(o_t | q, o_<t): the mean log-prob of each answer's tokens,
+    (N, T) → (N,) (an answer with no tokens scores 0)."""
+    maskf = mask.to(token_logps.dtype)
+    return (token_logps * maskf).sum(dim=1) / maskf.sum(dim=1).clamp(min=1.0)

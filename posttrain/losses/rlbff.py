@@ -1,4 +1,4 @@
-"""Reward-model losses for RLBFF principle RMs (arXiv 2509.21319).
+"""RLBFF losses: training a principle reward model (arXiv 2509.21319).
 
 Both RM forms answer "does the response satisfy principle P?" with a scalar reward r whose sign is the
 answer:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from posttrain import models
 from posttrain.data.preference import load_preference_split
 from posttrain.methods.base import Method, lm_derived
-from posttrain.models import load_model, load_tokenizer, peft_config
 
 if TYPE_CHECKING:  # annotations only: the recipe layer sits above the methods
     from posttrain.recipe import Recipe
@@ -28,7 +28,7 @@ def setup_from_recipe(recipe: Recipe, args: CPLConfig, *, progress: bool = True)
 
     from posttrain.trainers.cpl_trainer import CPLTrainer  # lazy: see Method.build
 
-    tokenizer = load_tokenizer(recipe.model)
+    tokenizer = models.load_tokenizer(recipe.model)
     reports = []
     splits: dict[str, Any] = {}
     for name in ("train", "eval"):
@@ -45,14 +45,14 @@ def setup_from_recipe(recipe: Recipe, args: CPLConfig, *, progress: bool = True)
         )
         reports.append(report)
         splits[name] = Dataset.from_list(records)
-    model = load_model(recipe.model)
+    model = models.load_model(recipe.model)
     trainer = CPLTrainer(
         model,
         args,
         train_dataset=splits["train"],
         eval_dataset=splits.get("eval"),
         processing_class=tokenizer,
-        peft_config=peft_config(recipe.model),
+        peft_config=models.peft_config(recipe.model),
     )
     return trainer, reports
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from posttrain import models
 from posttrain.data.math import load_math_split
 from posttrain.data.prompts import load_prompt_split
 from posttrain.data.report import DropReport
 from posttrain.methods.base import Method, policy_derived
-from posttrain.models import load_model, load_tokenizer, peft_config, resolve_model_path
 from posttrain.rewards.math import DRPO_SUFFIX
 from posttrain.rewards.registry import check_reward_specs, resolve_reward
 
@@ -44,9 +44,11 @@ def setup_from_recipe(recipe: Recipe, args: DRPOConfig, *, progress: bool = True
                 splits[name] = load_math_split(source, suffix=suffix, report=reports[-1])
     reward_funcs = [resolve_reward(spec, allow_custom=args.allow_custom_rewards) for spec in args.rewards]
     if args.use_vllm:  # before the model loads: a run vLLM cannot do stops here, nothing written
-        vllm_rollouts.prepare(args, resolve_model_path(recipe.model.name_or_path, recipe.model.gguf_file))
-    tokenizer = load_tokenizer(recipe.model, padding_side="left")
-    model = load_model(recipe.model)
+        vllm_rollouts.prepare(
+            args, models.resolve_model_path(recipe.model.name_or_path, recipe.model.gguf_file)
+        )
+    tokenizer = models.load_tokenizer(recipe.model, padding_side="left")
+    model = models.load_model(recipe.model)
     trainer = DRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -54,7 +56,7 @@ def setup_from_recipe(recipe: Recipe, args: DRPOConfig, *, progress: bool = True
         train_dataset=splits["train"],
         eval_dataset=splits.get("eval"),
         processing_class=tokenizer,
-        peft_config=peft_config(recipe.model),
+        peft_config=models.peft_config(recipe.model),
     )
     return trainer, reports
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from posttrain import models
 from posttrain.data.preference import adapt_preferences
 from posttrain.data.principle import adapt_principles, tokenize_principles
 from posttrain.data.sources import read_source
 from posttrain.errors import UserError
 from posttrain.methods.base import Method, lm_derived
-from posttrain.models import load_model, load_tokenizer, peft_config
 
 if TYPE_CHECKING:  # annotations only: the recipe layer sits above the methods
     from posttrain.recipe import Recipe
@@ -39,7 +39,7 @@ def setup_from_recipe(recipe: Recipe, args: RLBFFConfig, *, progress: bool = Tru
         reward_config_from,
     )
 
-    tokenizer = load_tokenizer(recipe.model, padding_side="left")
+    tokenizer = models.load_tokenizer(recipe.model, padding_side="left")
     reports, splits = [], {}
     for name in ("train", "eval"):
         source = getattr(recipe.data, name)
@@ -62,7 +62,7 @@ def setup_from_recipe(recipe: Recipe, args: RLBFFConfig, *, progress: bool = Tru
         reports.append(report)
 
     kind = "causal_lm" if args.form == "yes_no" else "sequence_classification"
-    model = load_model(recipe.model, kind=kind)
+    model = models.load_model(recipe.model, kind=kind)
     if args.form == "bradley_terry":
         trainer = BradleyTerryTrainer(
             model,
@@ -70,7 +70,7 @@ def setup_from_recipe(recipe: Recipe, args: RLBFFConfig, *, progress: bool = Tru
             train_dataset=splits["train"],
             eval_dataset=splits.get("eval"),
             processing_class=tokenizer,
-            peft_config=peft_config(recipe.model, task_type="SEQ_CLS"),
+            peft_config=models.peft_config(recipe.model, task_type="SEQ_CLS"),
         )
     else:
         trainer = RLBFFTrainer(
@@ -79,7 +79,7 @@ def setup_from_recipe(recipe: Recipe, args: RLBFFConfig, *, progress: bool = Tru
             train_dataset=splits["train"],
             eval_dataset=splits.get("eval"),
             processing_class=tokenizer,
-            peft_config=peft_config(
+            peft_config=models.peft_config(
                 recipe.model, task_type="CAUSAL_LM" if kind == "causal_lm" else "SEQ_CLS"
             ),
         )

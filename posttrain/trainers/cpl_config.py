@@ -7,6 +7,7 @@ from typing import Literal
 
 from transformers import TrainingArguments
 
+from posttrain.data import MAX_LENGTH, MAX_PROMPT_LENGTH
 from posttrain.errors import ConfigFieldError
 from posttrain.trainers.guards import GuardArguments
 
@@ -74,9 +75,18 @@ class CPLConfig(TrainingArguments, GuardArguments):
             "off); not available under DeepSpeed ZeRO-3."
         },
     )
-    max_length: int = field(default=1024, metadata={"help": "Max tokens of prompt + response."})
+    max_length: int = field(
+        default=MAX_LENGTH,
+        metadata={
+            "help": f"Max tokens of prompt + response. In a recipe: data.max_length (default {MAX_LENGTH})."
+        },
+    )
     max_prompt_length: int = field(
-        default=512, metadata={"help": "Prompts longer than this keep their last max_prompt_length tokens."}
+        default=MAX_PROMPT_LENGTH,
+        metadata={
+            "help": "Prompts longer than this keep their last max_prompt_length tokens. In a recipe: "
+            f"data.max_prompt_length (default {MAX_PROMPT_LENGTH})."
+        },
     )
 
     def __post_init__(self):

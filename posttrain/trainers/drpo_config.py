@@ -19,6 +19,7 @@ from typing import Literal
 from trl import GRPOConfig
 
 from posttrain.errors import ConfigFieldError
+from posttrain.rewards.registry import is_custom_reward
 from posttrain.trainers.guards import GuardArguments
 
 # Objectives whose loss is a function of whole groups (each micro-batch must hold complete groups).
@@ -144,8 +145,6 @@ class DRPOConfig(GRPOConfig, GuardArguments):
             raise ConfigFieldError("trust_region_beta", "β and δ must be ≥ 0")
         if not self.rewards:
             raise ConfigFieldError("rewards", "name at least one reward function")
-        from posttrain.rewards.registry import is_custom_reward
-
         custom = [spec for spec in self.rewards if is_custom_reward(spec)]
         if custom and not self.allow_custom_rewards:
             raise ConfigFieldError(

@@ -39,8 +39,9 @@ from posttrain.checkpoints import CheckpointMixin
 from posttrain.losses.drpo import (
     drpo_loss,
     drpo_objective,
-    length_penalized_rewards,
+    grpo_lp_advantages,
     local_totals,
+    sequence_scores,
 )
 from posttrain.trainers import vllm_rollouts
 from posttrain.trainers.drpo_config import GROUPWISE_OBJECTIVES, DRPOConfig
@@ -165,11 +166,9 @@ class DRPOTrainer(CheckpointMixin, NonFiniteGuardMixin, GRPOTrainer):
         )
 
         if self.args.objective == "grpo_lp":
-            shaped = length_penalized_rewards(
+            advantages = grpo_lp_advantages(
                 correct.view(-1, k), lengths.view(-1, k), alpha=self.args.length_penalty_alpha
             )
-            std = shaped.std(dim=1, keepdim=True) if k > 1 else torch.zeros_like(shaped[:, :1])
-            advantages = (shaped - shaped.mean(dim=1, keepdim=True)) / (std + 1e-4)
             out["advantages"] = advantages.flatten()[local]
 
         out["correct"] = correct[local]
@@ -218,7 +217,7 @@ class DRPOTrainer(CheckpointMixin, NonFiniteGuardMixin, GRPOTrainer):
             completion_ids.size(1),
         )
         maskf = mask.to(logps.dtype)
-        scores = (logps * maskf).sum(dim=1) / maskf.sum(dim=1).clamp(min=1.0)
+        scores = sequence_scores(logps, mask)
         lam = math.inf if self.args.objective == "disco" else self.args.length_lambda
         objective = drpo_objective(
             scores.view(-1, k),

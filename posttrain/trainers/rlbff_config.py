@@ -7,6 +7,7 @@ from typing import Literal
 
 from transformers import TrainingArguments
 
+from posttrain.data import MAX_LENGTH, MAX_PROMPT_LENGTH
 from posttrain.data.principle import DEFAULT_TEMPLATE
 from posttrain.errors import ConfigFieldError
 from posttrain.trainers.guards import GuardArguments
@@ -14,7 +15,8 @@ from posttrain.trainers.guards import GuardArguments
 
 @dataclass
 class RLBFFConfig(TrainingArguments, GuardArguments):
-    """TrainingArguments plus the RM form and its data handling. In a recipe these go under ``rlbff:``."""
+    """TrainingArguments plus the RM form and its data handling. In a recipe these go under ``rlbff:``;
+    ``max_length``/``max_prompt_length`` come from ``data:`` and ``gradient_checkpointing`` from ``model:``."""
 
     form: Literal["yes_no", "scalar_head", "bradley_terry"] = field(
         default="yes_no",
@@ -42,7 +44,11 @@ class RLBFFConfig(TrainingArguments, GuardArguments):
         },
     )
     max_length: int = field(
-        default=2048, metadata={"help": "Records whose rendered RM input is longer are dropped (counted)."}
+        default=MAX_LENGTH,
+        metadata={
+            "help": "Records whose rendered RM input is longer are dropped (counted). In a recipe: "
+            f"data.max_length (default {MAX_LENGTH})."
+        },
     )
     batch_by_context: bool = field(
         default=False,
@@ -53,8 +59,11 @@ class RLBFFConfig(TrainingArguments, GuardArguments):
         },
     )
     max_prompt_length: int = field(
-        default=1024,
-        metadata={"help": "Bradley–Terry pairs only: prompts are left-truncated to this length."},
+        default=MAX_PROMPT_LENGTH,
+        metadata={
+            "help": "Bradley–Terry pairs only: prompts are left-truncated to this length. In a recipe: "
+            f"data.max_prompt_length (default {MAX_PROMPT_LENGTH})."
+        },
     )
 
     def __post_init__(self):

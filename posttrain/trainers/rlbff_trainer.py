@@ -32,11 +32,12 @@ from transformers import Trainer
 from trl import RewardTrainer
 
 from posttrain.checkpoints import CheckpointMixin
+from posttrain.data.principle import ContextGroupedSampler, LeftPadCollator
 from posttrain.losses.rlbff import scalar_fulfilment_loss, yes_no_loss
 from posttrain.rewards.principle import save_rm_config, yes_no_token_ids
 from posttrain.trainers.guards import NonFiniteGuardMixin
 from posttrain.trainers.rlbff_config import RLBFFConfig
-from posttrain.trainers.utils import MetricsMixin
+from posttrain.trainers.utils import MetricsMixin, checkpointing_field
 
 
 def _yes_no_step(trainer, model, inputs):
@@ -90,8 +91,6 @@ class RLBFFTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, MetricsMi
         callbacks=None,
         optimizers=(None, None),
     ):
-        from posttrain.data.principle import LeftPadCollator
-
         if args.form not in RM_STEPS:
             raise ValueError(
                 f"RLBFFTrainer trains {sorted(RM_STEPS)}; use BradleyTerryTrainer for {args.form}"
@@ -121,8 +120,6 @@ class RLBFFTrainer(CheckpointMixin, NonFiniteGuardMixin, _SavesRMForm, MetricsMi
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.batch_by_context and dataset is not None:
-            from posttrain.data.principle import ContextGroupedSampler
-
             ids = [row["context_id"] for row in dataset]
             return ContextGroupedSampler(ids, seed=self.args.data_seed or self.args.seed)
         return super()._get_train_sampler(train_dataset)
@@ -145,8 +142,6 @@ def reward_config_from(args: RLBFFConfig):
 
     from transformers import TrainingArguments
     from trl import RewardConfig
-
-    from posttrain.trainers.utils import checkpointing_field
 
     # from transformers 5.23 the gradient_* names are deprecated aliases of activation_*
     skip = (

@@ -29,6 +29,7 @@ import os
 from typing import TYPE_CHECKING
 
 from posttrain.errors import UserError
+from posttrain.vllm_support import check_model, check_vllm
 
 if TYPE_CHECKING:
     from posttrain.trainers.drpo_config import DRPOConfig
@@ -65,8 +66,6 @@ def prepare(args: DRPOConfig, model_path: str | None = None) -> None:
     """Everything about this machine that would make the run fail inside vLLM, checked before any model
     loads (not in the config itself: a GPU recipe validates on a laptop): vLLM installed in a supported
     combination, server mode and sleep mode where they can work, the CPU KV cache, the model's architecture."""
-    from posttrain.vllm_support import check_model, check_vllm
-
     if not args.use_vllm:
         return
     check_vllm("drpo.use_vllm")
