@@ -59,6 +59,7 @@ def resolve_reward(spec: str, *, allow_custom: bool = False) -> Callable:
     """One reward spec → a callable; a bad spec is a :class:`UserError` naming it. ``module:function`` is
     imported only with ``allow_custom`` (the recipe's ``drpo.allow_custom_rewards``)."""
     if spec.startswith("principle_rm="):
+        # lazy: loading a principle RM needs torch; `posttrain validate` resolves no reward
         from posttrain.rewards.principle import PrincipleReward, PrincipleRewardModel
 
         path = spec.split("=", 1)[1]
