@@ -546,7 +546,7 @@ def plot(results: list[dict], summary: dict[str, Any], out: Path) -> Path:
     ax.set_title("CPL study on HH-RLHF harmless-base\n(points: runs; markers: mean ± 95% t interval)")
     ax.grid(alpha=0.3, axis="y")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.tight_layout()
     path = out / "cpl_hh_accuracy.png"
     fig.savefig(path, dpi=120)

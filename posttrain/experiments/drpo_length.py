@@ -230,7 +230,7 @@ def plot(results: list[dict], summary: dict[str, Any], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, arm in enumerate(summary["arms"]):
         color = colors[i % len(colors)]
@@ -262,7 +262,7 @@ def plot(results: list[dict], summary: dict[str, Any], out: Path) -> Path:
     )
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     path = out / "drpo_length.png"
     fig.savefig(path, dpi=120)
