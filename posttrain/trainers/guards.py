@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from posttrain import log
 from posttrain.errors import IncompleteRun
 from posttrain.trainers.utils import innermost_optimizer
 
@@ -90,10 +91,9 @@ class NonFiniteGuardMixin:
                 self.nonfinite_skipped += 1
                 self._nonfinite_in_a_row += 1
                 opt.zero_grad(set_to_none=True)
-                print(
-                    f"[posttrain] step {self.state.global_step + 1}: non-finite gradients, update skipped "
-                    f"({self._nonfinite_in_a_row} in a row, {self.nonfinite_skipped} in total)",
-                    flush=True,
+                log.info(
+                    f"step {self.state.global_step + 1}: non-finite gradients, update skipped "
+                    f"({self._nonfinite_in_a_row} in a row, {self.nonfinite_skipped} in total)"
                 )
                 if self._nonfinite_in_a_row >= limit:
                     raise NonFiniteTraining(
