@@ -3,6 +3,9 @@
 A TRL config puts everything at the top level (``model_name_or_path``, ``dataset_name``, trainer arguments);
 a recipe nests them (``model:``, ``data:``, ``training:``) under a ``method``. :func:`trl_config_hint`
 recognises such a file and spells out the recipe it maps to, for the error that names the missing method.
+
+This is about TRL's *config files*, for users coming from TRL. The TRL *code* posttrain depends on (private
+trainer members it overrides) is listed in :mod:`posttrain.trainers.trl_surface`.
 """
 
 from __future__ import annotations
