@@ -29,12 +29,12 @@ import os
 import re
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from posttrain import log
 from posttrain.model_card import ModelCardMixin
 
 COMPLETE_MARKER = "posttrain_checkpoint_complete.json"
@@ -80,9 +80,7 @@ def resume_point(output_dir: str | os.PathLike, requested: str | None, *, main_p
         return str(requested)
     if main_process:
         for partial in incomplete_checkpoints(output_dir):
-            print(
-                f"[posttrain] removing unfinished checkpoint {partial} (its save was interrupted)", flush=True
-            )
+            log.info(f"removing unfinished checkpoint {partial} (its save was interrupted)")
             shutil.rmtree(partial, ignore_errors=True)
     last = last_complete_checkpoint(output_dir)
     return str(last) if last is not None else None
@@ -167,7 +165,7 @@ class GracefulStop(TrainerCallback):
     def _handler(self, signum, frame) -> None:
         if not self.requested:
             name = signal.Signals(signum).name
-            print(f"[posttrain] {name}: saving a checkpoint after this step, then stopping", file=sys.stderr)
+            log.warning(f"{name}: saving a checkpoint after this step, then stopping")
         self.requested = True
 
     def on_train_begin(self, args, state, control, **kwargs):

@@ -9,10 +9,10 @@ Temperature 0 means greedy decoding.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from posttrain import log
 from posttrain.errors import UserError
 from posttrain.models import ModelSpec, load_model, load_tokenizer, resolve_model_path
 
@@ -50,7 +50,7 @@ def render_prompts(tokenizer, prompts: Sequence[list[dict]]) -> list[list[int]]:
 
     plain = tokenizer.chat_template is None
     if plain:
-        print("[posttrain] the tokenizer has no chat template: prompting with plain text", file=sys.stderr)
+        log.warning("the tokenizer has no chat template: prompting with plain text")
     # the template carries its own special tokens; plain text gets the tokenizer's (e.g. BOS)
     return [tokenizer(render(tokenizer, p), add_special_tokens=plain)["input_ids"] for p in prompts]
 
@@ -170,9 +170,7 @@ class VLLMGenerator:
             seed=settings.seed,
             **structured,
         )
-        print(
-            f"[posttrain] {desc}: {len(prompt_ids)} prompts × {settings.samples} samples (vLLM)", flush=True
-        )
+        log.info(f"{desc}: {len(prompt_ids)} prompts × {settings.samples} samples (vLLM)")
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params)
         results = []
         for request in outputs:

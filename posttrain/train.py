@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
+from posttrain import log
 from posttrain.checkpoints import GracefulStop, last_complete_checkpoint, resume_point
 from posttrain.errors import IncompleteRun, UserError
 from posttrain.methods import get_method
@@ -147,16 +148,10 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def is_main_process() -> bool:
-    """Whether this is the first process of a launch (``accelerate launch`` / torchrun set ``RANK``), known
-    before any accelerator exists."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def quiet_unless_main() -> bool:
     """Under a multi-process launch, silence progress bars and warnings on every process but the first, so
     each prints once (errors still print everywhere). Returns whether this is the main process."""
-    if is_main_process():
+    if log.is_main_process():
         return True
     import logging
     import warnings
@@ -290,7 +285,7 @@ def run_train(
     trainer.posttrain_card = card  # the card push_to_hub and TRL's checkpoint saves write
     if main:
         for report in reports:
-            print(f"[posttrain] data {report.summary()}", flush=True)
+            log.info(f"data {report.summary()}")
     if overwrite and not args.resume_from_checkpoint:
         if main:
             _clear_previous_run(out)
@@ -298,7 +293,7 @@ def run_train(
     else:
         resume = resume_point(out, args.resume_from_checkpoint, main_process=main)
     if main and resume is not None:
-        print(f"[posttrain] resuming from {resume} (rerun of an interrupted run)", flush=True)
+        log.info(f"resuming from {resume} (rerun of an interrupted run)")
     stop = GracefulStop(every=getattr(trainer, "checkpoint_every", 1))
     trainer.add_callback(stop)
     trainer.add_callback(LogFirstAndLastStep())
@@ -351,9 +346,7 @@ def run_train(
 
         merged = save_merged(recipe.model, out)
         summary["merged"] = str(merged)
-        print(
-            f"[posttrain] merged model (base + adapter, loadable without PEFT) saved to {merged}", flush=True
-        )
+        log.info(f"merged model (base + adapter, loadable without PEFT) saved to {merged}")
     if main and recipe.evaluate is not None:
         from posttrain.evaluation.after_training import run_after_training
 
@@ -405,5 +398,5 @@ def run_train(
         rows.append(("saved", str(out)))
         if plotted:
             rows.append(("curves", str(out / "training_curves.png")))
-        print("\n[posttrain] run summary (first → last logged value)\n" + summary_table(rows), flush=True)
+        log.emit("\n[posttrain] run summary (first → last logged value)\n" + summary_table(rows))
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from posttrain import log
 from posttrain.errors import UserError
 
 
@@ -23,9 +24,7 @@ def run_after_training(section, out_dir: Path) -> dict[str, Any]:
         evaluated = evaluate_principles(rm, records, source=section.principles.data)
         write_results(evaluated, out_dir / "eval")
         results["principles"] = {k: v for k, v in evaluated.items() if k != "scored"}
-        print(
-            f"[posttrain] held-out principle accuracy: {format_principles(results['principles'])}", flush=True
-        )
+        log.info(f"held-out principle accuracy: {format_principles(results['principles'])}")
     if section.rm_bench is not None:
         from posttrain.evaluation.rm_bench import evaluate_rm_bench, format_table
 
@@ -38,10 +37,10 @@ def run_after_training(section, out_dir: Path) -> dict[str, Any]:
                 principles=cfg.principle,
                 out_dir=out_dir / "eval" / "rm_bench",
             )
-            print(format_table(results["rm_bench"]), flush=True)
+            log.emit(format_table(results["rm_bench"]))
         except (UserError, OSError, ValueError) as exc:  # e.g. no ../shared copy and no hub access
             results["rm_bench"] = {"skipped": str(exc)}
-            print(f"[posttrain] RM-Bench skipped: {exc}", flush=True)
+            log.info(f"RM-Bench skipped: {exc}")
     if section.math is not None:
         results["math"] = _math(section.math, out_dir)
     return results
@@ -68,7 +67,7 @@ def _math(cfg, out_dir: Path) -> dict[str, Any]:
             out_dir=out_dir / "eval" / "math",
         )
     except (UserError, OSError) as exc:  # e.g. a named benchmark without a local copy
-        print(f"[posttrain] math evaluation skipped: {exc}", flush=True)
+        log.info(f"math evaluation skipped: {exc}")
         return {"skipped": str(exc)}
-    print(format_table(results), flush=True)
+    log.emit(format_table(results))
     return results

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from posttrain import log
 from posttrain.errors import UserError
 from posttrain.evaluation.results import RESULTS_FILE, read_results
 from posttrain.evaluation.tables import aligned_table
@@ -205,7 +206,7 @@ def evaluate_math(
     results: dict[str, Any] = {}
     for name in names:
         if name in done:
-            print(f"[posttrain] {name}: done in a previous run, skipped (--resume)", flush=True)
+            log.info(f"{name}: done in a previous run, skipped (--resume)")
             continue
         records = data[name]
         prompts = [build_prompt(r["problem"], settings.suffix, settings.system_prompt) for r in records]

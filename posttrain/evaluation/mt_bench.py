@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from posttrain import log
 from posttrain.errors import IncompleteRun, UserError
 from posttrain.evaluation.results import RESULTS_FILE, read_results
 from posttrain.evaluation.tables import aligned_table
@@ -451,7 +452,7 @@ def generate_answers(
     todo = [q for q in questions if q["question_id"] not in answers]
     if not todo:
         return answers
-    print(f"[posttrain] mt-bench: {model_id} answers {len(todo)} questions (2 turns)", flush=True)
+    log.info(f"mt-bench: {model_id} answers {len(todo)} questions (2 turns)")
     system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
     by_temperature: dict[float, list[dict]] = {}
     for q in todo:
@@ -718,7 +719,7 @@ def evaluate_mt_bench(
             # one model as policy and judge (a quick self-check): load it once
             same = judge == model and judge_options == policy_options and policy is not None
             judge_backend = policy if same else build_chat_backend(judge, seed=settings.seed, **judge_options)
-        print(f"[posttrain] mt-bench: {judge_id} judges {len(tasks)} prompts", flush=True)
+        log.info(f"mt-bench: {judge_id} judges {len(tasks)} prompts")
         failed = run_judge(judge_backend, tasks, judgment_file, settings.judge_max_new_tokens)
 
     categories = {q["question_id"]: q["category"] for q in bench.questions}
