@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     code = train(ns.recipe, ns.overrides, ns.metrics, ns.warmup)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true":
-        # as posttrain's CLI: a launched worker leaves without the interpreter's teardown (see posttrain/cli.py)
+        # as posttrain's CLI: a launched worker leaves without the interpreter's teardown (see posttrain/cli/commands/train.py)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
