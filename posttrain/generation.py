@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from posttrain import log
 from posttrain.errors import UserError
 from posttrain.models import ModelSpec, load_model, load_tokenizer, resolve_model_path
+from posttrain.vllm_support import CPU_KV_CACHE_GB, check_model, check_vllm
 
 BACKENDS = ("hf", "vllm")
 
@@ -139,9 +140,10 @@ class VLLMGenerator:
 
         if not torch.cuda.is_available():
             # the CPU backend otherwise reserves gpu_memory_utilization (0.9) × the machine's memory
-            from posttrain.vllm_support import CPU_KV_CACHE_GB
-
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GB))
+        # vLLM's CPU sampler refuses a per-request seed ("CPU Generator does not use offset"), so there the
+        # engine-wide seed alone makes a run reproducible (same prompts in the same order, same samples)
+        self.request_seed = seed if torch.cuda.is_available() else None
         self.tokenizer = tokenizer
         self.llm = LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, **llm_kwargs)
         try:  # vLLM also stops at the generation config's EOS ids (e.g. Llama 3's <|eot_id|>)
@@ -167,7 +169,7 @@ class VLLMGenerator:
             temperature=settings.temperature,
             top_p=1.0 if greedy else settings.top_p,
             max_tokens=settings.max_new_tokens,
-            seed=settings.seed,
+            seed=None if self.request_seed is None else settings.seed,
             **structured,
         )
         log.info(f"{desc}: {len(prompt_ids)} prompts × {settings.samples} samples (vLLM)")
@@ -211,8 +213,6 @@ def build_generator(
     cfg = ModelSpec(name_or_path=model, dtype=dtype)
     tokenizer = load_tokenizer(cfg, padding_side="left")
     if backend == "vllm":
-        from posttrain.vllm_support import check_model, check_vllm
-
         check_vllm("--backend vllm")
         check_model(resolve_model_path(model), "--model")
         return VLLMGenerator(resolve_model_path(model), tokenizer, dtype=dtype, seed=seed), tokenizer

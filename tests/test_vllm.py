@@ -232,6 +232,26 @@ def test_eval_math_vllm_matches_hf_at_temperature_0(tmp_path):
     assert json.loads((tmp_path / "vllm" / "results.json").read_text())["backend"] == "vllm"
 
 
+@needs_vllm
+@pytest.mark.integration
+@pytest.mark.vllm
+def test_eval_math_vllm_samples_at_a_temperature_on_cpu(vllm_tiny, tmp_path):
+    """Sampling (temperature > 0, k > 1) on vLLM's CPU backend: a per-request seed there fails inside the
+    engine ("CPU Generator does not use offset"), so the generator seeds the engine only; every problem still
+    gets its k samples."""
+    bench = tmp_path / "sums.jsonl"
+    bench.write_text(
+        "".join(json.dumps({"problem": f"{i} + 1 = ?", "answer": str(i + 1)}) + "\n" for i in range(3))
+    )
+    args = ["eval", "math", "--model", str(vllm_tiny), "--benchmarks", str(bench), "--backend", "vllm"]
+    args += ["--samples", "3", "--temperature", "1.0", "--max-new-tokens", "8", "--dtype", "float32"]
+    _posttrain([*args, "--out", str(tmp_path / "out")], tmp_path)
+    samples = _samples(tmp_path / "out")
+    assert len(samples) == 9
+    # k independent samples, not one greedy answer copied k times
+    assert len({samples[key]["completion"] for key in samples}) > 3
+
+
 def _mini_mt_bench(folder):
     """Two questions of categories FastChat answers greedily (temperature 0), with their references, and
     the four single-grading judge templates."""
