@@ -35,6 +35,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from posttrain import log
+from posttrain.errors import UserError
 from posttrain.model_card import ModelCardMixin
 
 COMPLETE_MARKER = "posttrain_checkpoint_complete.json"
@@ -67,8 +68,6 @@ def resume_point(output_dir: str | os.PathLike, requested: str | None, *, main_p
     """The checkpoint to resume from: ``requested`` when given (a path, which must be complete), else the
     newest complete checkpoint in ``output_dir`` (None: a fresh start). The main process removes unfinished
     checkpoints first, so a later save of the same step never mixes old and new files."""
-    from posttrain.errors import UserError
-
     if requested:
         if not Path(requested).is_dir():
             raise UserError(f"training.resume_from_checkpoint: no such folder {requested}")
@@ -110,8 +109,6 @@ class StopAtMaxSteps:
     def _init_training_state(self, *args, **kwargs):
         trained = super()._init_training_state(*args, **kwargs)
         if self.state.global_step > self.state.max_steps:
-            from posttrain.errors import UserError
-
             raise UserError(
                 f"this run is {self.state.max_steps} steps long (training.max_steps or num_train_epochs), but "
                 f"the checkpoint resumed from is at step {self.state.global_step}: resume from an earlier checkpoint "

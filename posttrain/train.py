@@ -19,8 +19,10 @@ from transformers import TrainerCallback
 from posttrain import log
 from posttrain.checkpoints import GracefulStop, last_complete_checkpoint, resume_point
 from posttrain.errors import IncompleteRun, UserError
+from posttrain.evaluation.after_training import run_after_training
 from posttrain.methods import get_method
 from posttrain.model_card import CardContext, first_and_last, write_card
+from posttrain.models import save_merged
 from posttrain.recipe import load_recipe
 from posttrain.tracking import apply_run_defaults
 
@@ -342,14 +344,10 @@ def run_train(
     if main and lora is not None and lora.save_merged:
         # after the process group is down, so it is the same on every engine: the trainer has gathered and
         # saved the adapter (adapter-only) in `out`; merge it into a fresh base model on this process
-        from posttrain.models import save_merged
-
         merged = save_merged(recipe.model, out)
         summary["merged"] = str(merged)
         log.info(f"merged model (base + adapter, loadable without PEFT) saved to {merged}")
     if main and recipe.evaluate is not None:
-        from posttrain.evaluation.after_training import run_after_training
-
         summary["evaluate"] = run_after_training(recipe.evaluate, out)
     if main:
         card.summary = summary

@@ -6,26 +6,26 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import log
+from posttrain.data.sources import read_local
 from posttrain.errors import UserError
+from posttrain.evaluation.principles import evaluate_principles, format_principles, write_results
+from posttrain.rewards.math import DRPO_SUFFIX
+from posttrain.rewards.principle import PrincipleRewardModel
 
 
 def run_after_training(section, out_dir: Path) -> dict[str, Any]:
     """Run each configured evaluation on the model in ``out_dir``; a missing benchmark is skipped, not fatal."""
     results: dict[str, Any] = {}
     if section.principles is not None or section.rm_bench is not None:
-        from posttrain.rewards.principle import PrincipleRewardModel
-
         rm = PrincipleRewardModel.from_pretrained(str(out_dir))
     if section.principles is not None:
-        from posttrain.data.sources import read_local
-        from posttrain.evaluation.principles import evaluate_principles, format_principles, write_results
-
         records = read_local(section.principles.data)[: section.principles.limit]
         evaluated = evaluate_principles(rm, records, source=section.principles.data)
         write_results(evaluated, out_dir / "eval")
         results["principles"] = {k: v for k, v in evaluated.items() if k != "scored"}
         log.info(f"held-out principle accuracy: {format_principles(results['principles'])}")
     if section.rm_bench is not None:
+        # here, not at the top: math_eval's table function has the same name
         from posttrain.evaluation.rm_bench import evaluate_rm_bench, format_table
 
         cfg = section.rm_bench
@@ -48,7 +48,6 @@ def run_after_training(section, out_dir: Path) -> dict[str, Any]:
 
 def _math(cfg, out_dir: Path) -> dict[str, Any]:
     from posttrain.evaluation.math_eval import MathEvalSettings, evaluate_math, format_table
-    from posttrain.rewards.math import DRPO_SUFFIX
 
     settings = MathEvalSettings(
         samples=cfg.samples,

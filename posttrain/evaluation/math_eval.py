@@ -35,10 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import log
+from posttrain.data import math as math_data
+from posttrain.data.math import benchmark_name, build_prompt, math_benchmark_records
 from posttrain.errors import UserError
 from posttrain.evaluation.results import RESULTS_FILE, read_results
 from posttrain.evaluation.tables import aligned_table
 from posttrain.generation import build_generator, default_backend, render_prompts
+from posttrain.jsonl import RUN_FILE, check_out, write_atomic
 from posttrain.rewards.math import DRPO_SUFFIX, is_correct
 
 SAMPLES_FILE = "samples.jsonl"
@@ -108,8 +111,6 @@ def summarize(samples: Sequence[dict]) -> dict[str, Any]:
 
 
 def _write_outputs(out: Path, results: dict, rows: list[dict], extra_runs: Sequence[dict] = ()) -> None:
-    from posttrain.jsonl import RUN_FILE, write_atomic
-
     out.mkdir(parents=True, exist_ok=True)
     run = {"model": results["model"], "settings": results["settings"]}  # what --out holds (see check_out)
     write_atomic(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
@@ -162,14 +163,6 @@ def evaluate_math(
     ``overwrite`` (its ``run.json`` says what made them). ``compare``: other result folders drawn on the same
     chart. ``generator``: a ready generator (tests; otherwise built by :func:`build_generator`).
     """
-    from posttrain.data.math import (
-        benchmark_name,
-        build_prompt,
-        default_benchmark_dir,
-        math_benchmark_records,
-    )
-    from posttrain.jsonl import check_out
-
     settings = settings or MathEvalSettings()
     settings.check()
     if not benchmarks:
@@ -185,7 +178,7 @@ def evaluate_math(
         "settings": asdict(settings),
         "data": {
             "benchmarks": [str(b) for b in benchmarks],
-            "data_dir": str(folder) if (folder := data_dir or default_benchmark_dir()) else None,
+            "data_dir": str(folder) if (folder := data_dir or math_data.default_benchmark_dir()) else None,
         },
     }
     out = Path(out_dir) if out_dir is not None else None

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import log
+from posttrain.chat_backends import build_chat_backend
 from posttrain.errors import IncompleteRun, UserError
 from posttrain.evaluation.results import RESULTS_FILE, read_results
 from posttrain.evaluation.tables import aligned_table
@@ -663,8 +664,6 @@ def evaluate_mt_bench(
     ``policy_options`` / ``judge_options``). Reruns resume from ``out_dir``. Returns the results written to
     ``results.json``. ``policy`` / ``judge_backend``: ready backends (tests; otherwise built here, and only
     when there is work for them)."""
-    from posttrain.chat_backends import build_chat_backend
-
     settings = settings or MTBenchSettings()
     settings.check()
     if settings.mode == "pairwise" and baseline is None:
