@@ -47,7 +47,7 @@ def render_prompts(tokenizer, prompts: Sequence[list[dict]]) -> list[list[int]]:
 
     A tokenizer without a chat template (a base model) gets the messages' text joined by blank lines.
     """
-    from posttrain.data.tokenize import render
+    from posttrain.data.tokenize import render  # lazy: data.tokenize imports torch; an API judge needs none
 
     plain = tokenizer.chat_template is None
     if plain:
