@@ -1,4 +1,4 @@
-"""RLBFF reward-model losses against hand arithmetic."""
+"""RLBFF losses (posttrain.losses.rlbff: training a principle reward model) against hand arithmetic."""
 
 from __future__ import annotations
 
