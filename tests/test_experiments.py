@@ -433,3 +433,22 @@ def test_summary_records_the_command_versions_and_machine(tmp_path):
     assert js["command"] == "python -m x fake"
     assert "torch" in js["environment"]["versions"] and js["environment"]["machine"]["cpus"] >= 1
     assert "Command: `python -m x fake`" in (tmp_path / "summary.md").read_text()
+
+
+def test_set_changes_the_study_configuration(tmp_path, capsys):
+    from posttrain.experiments.__main__ import apply_setting
+
+    st = drpo_length.study("cpu")
+    apply_setting(st.config, "training.max_steps=16")
+    apply_setting(st.config, "drpo.use_vllm=true")
+    apply_setting(st.config, "task.prompt_suffix=Box it: \\boxed{}.")
+    assert st.config["training"]["max_steps"] == 16 and st.config["drpo"]["use_vllm"] is True
+    recipe = drpo_length.recipe_for("drpo", 1, st.config, tmp_path)
+    assert recipe["training"]["max_steps"] == 16 and recipe["drpo"]["use_vllm"] is True
+    assert recipe["drpo"]["prompt_suffix"] == "Box it: \\boxed{}."
+    with pytest.raises(UserError, match="unknown key"):
+        apply_setting(st.config, "eval.limt=3")
+    with pytest.raises(UserError, match="no section"):
+        apply_setting(st.config, "evl.limit=3")
+    code = main(["cpl-hh", "--set", "max_step=3", "--out", str(tmp_path / "o")])
+    assert code == 2 and "error: --set max_step: unknown key" in capsys.readouterr().err

@@ -33,6 +33,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep each run's trained weights (default: deleted after its evaluation)",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one value of the study's configuration (dotted key, YAML value), e.g. "
+        "training.max_steps=16, drpo.use_vllm=true, eval.limit=48, learning_rate=5e-6; repeatable",
+    )
     g = p.add_argument_group("drpo-length")
     g.add_argument("--suffix", help="prompt suffix for training and evaluation (default: the study's TASK)")
     g.add_argument("--system-prompt", help="system message for the evaluation")
@@ -72,7 +80,39 @@ def build(ns):
         st = mod.study(ns.scale, arms=arms, hh=ns.hh)
     if ns.keep_models:
         st.config["keep_models"] = True
+    for item in ns.set:
+        apply_setting(st.config, item)
     return mod, st
+
+
+def apply_setting(config: dict, item: str) -> None:
+    """``a.b=value``: set an existing key of the configuration (a new key under a method or trainer section is
+    allowed: drpo.*, training.*, methods.<arm>.*); the value is parsed as YAML, except where the current value
+    is text."""
+    import yaml
+
+    from posttrain.errors import UserError
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {item!r}: expected KEY=VALUE")
+    parts = key.split(".")
+    node = config
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise UserError(
+                f"--set {key}: no section {'.'.join(parts[: i + 1])!r} (sections: "
+                f"{', '.join(k for k, v in node.items() if isinstance(v, dict))})"
+            )
+        node = node[part]
+    open_sections = len(parts) > 1 and parts[0] in ("drpo", "training", "methods")
+    if parts[-1] not in node and not open_sections:
+        raise UserError(f"--set {key}: unknown key (keys here: {', '.join(node)})")
+    current = node.get(parts[-1])
+    value = raw if isinstance(current, str) else yaml.safe_load(raw)
+    if isinstance(value, (dict, list)) and not isinstance(current, (dict, list)):
+        value = raw  # text such as "Answer: \\boxed{}" is text, not a YAML mapping
+    node[parts[-1]] = value
 
 
 def main(argv: list[str] | None = None) -> int:
