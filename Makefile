@@ -45,18 +45,18 @@ test-fast: $(STAMP)
 test-dist: $(STAMP)
 	POSTTRAIN_FULL_MATRIX=1 $(PY) -m pytest -q -m distributed $(PYTEST_ARGS)
 
-# Benchmarks against TRL, one after the other, then the summary table bench/results/README.md. Each runs
+# Benchmarks against TRL (bench/README.md), one after the other, then the summary table bench/results/README.md. Each runs
 # with one torch thread (threads stall each other on a shared CPU); about 35–45 minutes on a CPU. Never part
 # of `make test` (tests/test_bench_smoke.py runs each script once on a tiny model with --quick).
 BENCH := OMP_NUM_THREADS=1 $(PY)
 bench: $(STAMP)
-	$(BENCH) bench/cpl_vs_trl.py --threads 1
-	$(BENCH) bench/rm_vs_trl.py --threads 1
-	$(BENCH) bench/packing.py --threads 1
-	$(BENCH) bench/principle_scoring.py --threads 1
-	$(BENCH) bench/drpo_step_time.py --threads 1 --max-completion-length 32 --repeats 4
-	$(BENCH) bench/drpo_vllm.py --threads 1
-	$(PY) bench/summary.py
+	$(BENCH) -m bench.cpl_vs_trl --threads 1
+	$(BENCH) -m bench.rm_vs_trl --threads 1
+	$(BENCH) -m bench.packing --threads 1
+	$(BENCH) -m bench.principle_scoring --threads 1
+	$(BENCH) -m bench.drpo_step_time --threads 1 --max-completion-length 32 --repeats 4
+	$(BENCH) -m bench.drpo_vllm --threads 1
+	$(PY) -m bench.summary
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check posttrain tests data bench

@@ -1,8 +1,8 @@
 """CPL vs TRL's DPOTrainer (with its reference model) and CPOTrainer (reference-free), side by side.
 
-    python bench/cpl_vs_trl.py [--model embedded:smollm2-135m-instruct] [--repeats 5] [--threads 1] [--quick]
+    python -m bench.cpl_vs_trl [--model embedded:smollm2-135m-instruct] [--repeats 5] [--threads 1] [--quick]
 
-Targets (issue #7): CPL step time ≤ 0.6 × DPO's and ≤ 0.95 × CPO's (sigmoid loss, cpo_alpha = 0: no NLL).
+Targets: CPL step time ≤ 0.6 × DPO's and ≤ 0.95 × CPO's (sigmoid loss, cpo_alpha = 0: no NLL).
 
 Three trainers share everything but the method: the same model weights (each loads the checkpoint; DPO
 builds its frozen reference the TRL way, ``precompute_ref_log_probs=False``), the same preference pairs
@@ -30,14 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-import pre7  # noqa: E402
-import torch  # noqa: E402
+import torch
+
+from bench import harness
 
 NAME = "cpl_vs_trl"
 ARMS = ("cpl", "dpo", "cpo")
-BEFORE = "cpl_pre7"  # CPL as it was before the speed-ups of #7 (bench/pre7.py), timed in the same rounds
 TARGETS = {"dpo": 0.6, "cpo": 0.95}  # CPL step time ≤ target × the TRL trainer's
 DATA = harness.ROOT / "data" / "demo" / "preferences.jsonl"
 QUICK = {"batch_size": 2, "steps": 1, "repeats": 1, "records": 4}
@@ -73,13 +71,12 @@ def build(arm: str, ns, model_path: str, rows: list[dict], out_dir: str):
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     common = harness.training_args(ns, out_dir)
     lengths = {"max_length": ns.max_length}
-    if arm in ("cpl", BEFORE):
+    if arm == "cpl":
         from posttrain.trainers.cpl_config import CPLConfig
         from posttrain.trainers.cpl_trainer import CPLTrainer
 
         args = CPLConfig(**common, **lengths, max_prompt_length=ns.max_length // 2)
-        cls = pre7.cpl_trainer_class() if arm == BEFORE else CPLTrainer
-        trainer = cls(model, args, train_dataset=rows, processing_class=tokenizer)
+        trainer = CPLTrainer(model, args, train_dataset=rows, processing_class=tokenizer)
     elif arm == "dpo":
         from trl import DPOConfig, DPOTrainer
 
@@ -122,11 +119,11 @@ def run(ns) -> dict:
     model_path = resolve_model_path(ns.model)
     rows = load_pairs(DATA, ns.records, ns.seed)
     tmp = tempfile.TemporaryDirectory(prefix="cpl-bench-")
-    names = ARMS + ((BEFORE,) if ns.before else ())
+    names = ARMS
     trainers = {arm: build(arm, ns, model_path, rows, f"{tmp.name}/{arm}") for arm in names}
 
     def train_block(arm: str) -> list[float]:
-        return (pre7.train_block if arm == BEFORE else harness.train_block)(trainers[arm])
+        return harness.train_block(trainers[arm])
 
     data = {
         arm: harness.batch_stats(trainers[arm], ns.steps, cpo_rows if arm == "cpo" else None) for arm in names
@@ -149,25 +146,19 @@ def run(ns) -> dict:
     harness.memory_passes(arms, trainers, train_block)
 
     pairs = {}
-    for mine in ("cpl", BEFORE) if ns.before else ("cpl",):
-        for other in ARMS[1:]:
-            block = harness.ratio_block(arms[mine]["time_s"]["raw"], arms[other]["time_s"]["raw"])
-            block["tokens_per_s_ratio"] = arms[mine]["tokens_per_s"] / arms[other]["tokens_per_s"]
-            block["same_sequences"] = all(same[other])
-            pairs[f"{mine}_vs_{other}"] = block
-    if ns.before:
-        pairs[f"cpl_vs_{BEFORE}"] = harness.ratio_block(
-            arms["cpl"]["time_s"]["raw"], arms[BEFORE]["time_s"]["raw"]
-        )
+    for other in ARMS[1:]:
+        block = harness.ratio_block(arms["cpl"]["time_s"]["raw"], arms[other]["time_s"]["raw"])
+        block["tokens_per_s_ratio"] = arms["cpl"]["tokens_per_s"] / arms[other]["tokens_per_s"]
+        block["same_sequences"] = all(same[other])
+        pairs[f"cpl_vs_{other}"] = block
     targets = []
     for other in ARMS[1:]:
         block = pairs[f"cpl_vs_{other}"]
         label = f"CPL vs TRL {other.upper()}Trainer" + (
             " (with reference model)" if other == "dpo" else " (α=0)"
         )
-        before = pairs[f"{BEFORE}_vs_{other}"] if ns.before else None
         met = block["ratio_median"] <= TARGETS[other]
-        t = harness.target(label, f"≤ {TARGETS[other]}×", "step time ratio", block, met, before)
+        t = harness.target(label, f"≤ {TARGETS[other]}×", "step time ratio", block, met)
         targets.append(t)
     result = {
         **harness.result_header(NAME, ns, model_path, load_start, wall),
@@ -192,8 +183,6 @@ def run(ns) -> dict:
         "targets": targets,
         "notes": [
             "ratio = median(CPL step time) / median(other step time); spread = min–max of the per-round ratios.",
-            f"{BEFORE}: CPLTrainer with the code paths #7 replaced (bench/pre7.py), in the same rounds; "
-            "'before #7' = its ratio to the same TRL arm.",
             "step = on_step_begin → on_step_end of trainer.train(): forward(s), backward, gradient clipping, "
             "optimizer; mean over each block's steps.",
             "tokens/s = non-padding tokens of the sequences the policy trains on per step / median step time.",
@@ -225,7 +214,6 @@ def markdown(result: dict) -> str:
         "cpl": "posttrain CPL",
         "dpo": "TRL DPO (+ reference)",
         "cpo": "TRL CPO (α=0)",
-        BEFORE: "posttrain CPL before #7 (full-vocabulary logits, isfinite guard)",
     }
     for arm in arms:
         a, st = arms[arm], arms[arm]["state"]
@@ -237,25 +225,22 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| pair | target | step-time ratio (min–max) | before #7 | tokens/s ratio | same sequences | met |",
-        "|---|---|---|---|---|---|---|",
+        "| pair | target | step-time ratio (min–max) | tokens/s ratio | same sequences | met |",
+        "|---|---|---|---|---|---|",
     ]
     for t, other in zip(result["targets"], ARMS[1:]):
         block = result["pairs"][f"cpl_vs_{other}"]
-        before = harness.fmt_range(t["before"]) if "before" in t else "—"
         lines.append(
-            f"| {t['pair']} | {t['target']} | {harness.fmt_ratio(block)} | {before} "
+            f"| {t['pair']} | {t['target']} | {harness.fmt_ratio(block)} "
             f"| {block['tokens_per_s_ratio']:.3f} | {block['same_sequences']} | {'yes' if t['met'] else 'NO'} |"
         )
-    if f"cpl_vs_{BEFORE}" in result["pairs"]:
-        lines += ["", f"CPL after / before #7: {harness.fmt_ratio(result['pairs'][f'cpl_vs_{BEFORE}'])}."]
     lines += ["", *[f"- {note}" for note in result["notes"]], ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = harness.parser(__doc__, NAME, repeats=5, steps=2)
-    harness.add_training_options(p, before="pre-#7 CPL (bench/pre7.py)")
+    harness.add_training_options(p)
     return harness.run_main(p.parse_args(argv), QUICK, run)
 
 

@@ -1,6 +1,6 @@
 """DRPO vs GRPO step time: what the DRPO objective costs on top of TRL's GRPO at the same settings.
 
-    python bench/drpo_step_time.py [--model embedded:smollm2-135m-instruct] [--repeats 5] [--quick]
+    python -m bench.drpo_step_time [--model embedded:smollm2-135m-instruct] [--repeats 5] [--quick]
 
 Requirement checked: DRPO adds at most 5% step time over GRPO at the same settings.
 
@@ -40,12 +40,11 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-import torch  # noqa: E402
-from harness import PeakMemory, ratio_block, summary, sync  # noqa: E402
+import torch
+
+from bench import harness
+from bench.harness import PeakMemory, ratio_block, summary, sync
 
 NAME = "drpo_step_time"
 OBJECTIVES = ("drpo", "grpo")  # A (measured), B (baseline)

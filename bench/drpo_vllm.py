@@ -1,6 +1,6 @@
 """DRPO full step with vLLM rollouts vs HF-generate rollouts, and TRL's GRPO with vLLM vs DRPO with vLLM.
 
-    python bench/drpo_vllm.py [--model embedded:smollm2-135m-instruct] [--repeats 3] [--steps 2] [--quick]
+    python -m bench.drpo_vllm [--model embedded:smollm2-135m-instruct] [--repeats 3] [--steps 2] [--quick]
 
 Targets: DRPO with vLLM colocate rollouts ≤ 0.5× the step time of DRPO with HF generate (8 answers × 128
 new tokens); DRPO with vLLM ≤ 1.05× TRL's GRPOTrainer with vLLM (both with posttrain's CPU weight sync,
@@ -31,10 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+from bench import harness
 
 NAME = "drpo_vllm"
 ARMS = ("drpo_vllm", "drpo_hf", "grpo_trl_vllm")
@@ -44,10 +42,10 @@ QUICK = {"num_generations": 2, "batch_size": 4, "max_completion_length": 8, "rep
 
 def build(arm: str, ns, model_path: str, out_dir: str):
     import torch
-    from drpo_step_time import arithmetic_prompts
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import GRPOConfig, GRPOTrainer
 
+    from bench.drpo_step_time import arithmetic_prompts
     from posttrain.rewards.math import math_correctness
     from posttrain.trainers import vllm_rollouts
     from posttrain.trainers.drpo_config import DRPOConfig
@@ -162,7 +160,8 @@ def run(ns) -> dict:
     for arm in ARMS:
         harness.progress(NAME, f"starting {arm}")
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", arm, *flags],
+            [sys.executable, "-m", "bench.drpo_vllm", "--worker", arm, *flags],
+            cwd=harness.ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -319,16 +319,13 @@ def parser(doc: str, name: str, *, repeats: int, steps: int | None = None) -> ar
     return p
 
 
-def add_training_options(p: argparse.ArgumentParser, *, before: str | None = None) -> None:
-    """Options of the scripts that train (data size, batch, lengths, learning rate; ``before`` names the
-    pre-#7 arm that ``--no-before`` skips)."""
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """Options of the scripts that train (data size, batch, lengths, learning rate)."""
     p.add_argument("--batch-size", type=int, default=4, help="CPL/DPO/CPO: preference pairs per step")
     p.add_argument("--sequences", type=int, default=8, help="RM: sequences per step (records; 2 × BT pairs)")
     p.add_argument("--records", type=int, default=64, help="records read from each data file")
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--learning-rate", type=float, default=1e-6)
-    if before:
-        p.add_argument("--no-before", dest="before", action="store_false", help=f"skip the {before} arm")
 
 
 def result_header(name: str, ns, model_path: str, load_start: list | None, wall_start: float) -> dict:
@@ -367,13 +364,9 @@ def ratio_range(block: dict) -> dict:
     return {"median": block["ratio_median"], "min": block["ratio_min"], "max": block["ratio_max"]}
 
 
-def target(pair: str, goal: str, metric: str, block: dict, met: bool, before: dict | None = None) -> dict:
-    """One row of the summary table (bench/summary.py): ``block`` and ``before`` (the same comparison for
-    the code before the speed-ups of #7, optional) are ratio_blocks."""
-    row = {"pair": pair, "target": goal, "metric": metric, "ratio": ratio_range(block), "met": bool(met)}
-    if before is not None:
-        row["before"] = ratio_range(before)
-    return row
+def target(pair: str, goal: str, metric: str, block: dict, met: bool) -> dict:
+    """One row of the summary table (bench/summary.py); ``block`` is a ratio_block."""
+    return {"pair": pair, "target": goal, "metric": metric, "ratio": ratio_range(block), "met": bool(met)}
 
 
 def write_outputs(result: dict, out: str | Path, table: str) -> None:

@@ -1,6 +1,6 @@
 """Padding-free (packed) batches vs padded ones for CPL and the principle RM: tokens/s and the loss.
 
-    python bench/packing.py [--model embedded:smollm2-135m-instruct] [--repeats 4] [--threads 1] [--quick]
+    python -m bench.packing [--model embedded:smollm2-135m-instruct] [--repeats 4] [--threads 1] [--quick]
 
 Padded (what the trainers do): a batch is N rows, each padded to the longest sequence of the batch.
 Packed: the same N sequences concatenated into one row without padding; ``position_ids`` restart at 0 for
@@ -30,13 +30,10 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cpl_vs_trl  # noqa: E402
-import harness  # noqa: E402
-import rm_vs_trl  # noqa: E402
-import torch  # noqa: E402
+import torch
+
+from bench import cpl_vs_trl, harness, rm_vs_trl
 
 NAME = "packing"
 ARMS = ("cpl_padded", "cpl_packed", "rm_padded", "rm_packed")

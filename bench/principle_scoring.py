@@ -1,8 +1,8 @@
 """Multi-principle scoring: K principles on one response, shared-prefix KV reuse vs K separate passes.
 
-    python bench/principle_scoring.py [--model embedded:smollm2-135m-instruct] [--k 8] [--repeats 5]
+    python -m bench.principle_scoring [--model embedded:smollm2-135m-instruct] [--k 8] [--repeats 5]
 
-Target (issue #7): shared-prefix scoring of K = 8 principles ≥ 3× faster than 8 separate forward passes.
+Target: shared-prefix scoring of K = 8 principles ≥ 3× faster than 8 separate forward passes.
 Alternates the two paths after a warm-up (bench/harness.py), reports median wall time of each, the ratio,
 and the largest difference between their rewards (they must agree within 1e-4). Writes
 bench/results/principle_scoring.json and .md.
@@ -13,11 +13,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-import torch  # noqa: E402
+import torch
+
+from bench import harness
 
 NAME = "principle_scoring"
 ARMS = ("shared_prefix", "separate")

@@ -1,6 +1,6 @@
 """Where a training step's time goes: phase breakdown and the torch profiler's top operators.
 
-    python bench/profile_step.py cpl [cpl_pre7 dpo cpo principle_rm reward_trainer] [--threads 1] [--steps 2]
+    python -m bench.profile_step cpl [dpo cpo principle_rm reward_trainer] [--threads 1] [--steps 2]
 
 Builds each trainer exactly as bench/cpl_vs_trl.py and bench/rm_vs_trl.py do, runs a warm-up step, then
 ``--steps`` steps split into phases by callbacks and a wrapped ``compute_loss``:
@@ -10,26 +10,21 @@ Builds each trainer exactly as bench/cpl_vs_trl.py and bench/rm_vs_trl.py do, ru
 - optimizer: ``optimizer.step()`` (including posttrain's non-finite gradient check);
 - rest: LR scheduler, zero_grad, callbacks.
 
-and one more step under ``torch.profiler`` (CPU ops by self time). ``*_pre7`` arms run the code as it was
-before the speed-ups of issue #7 (bench/pre7.py). Writes bench/results/profile_<arm>.txt.
+and one more step under ``torch.profiler`` (CPU ops by self time). Writes bench/results/profile_<arm>.txt.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cpl_vs_trl  # noqa: E402
-import harness  # noqa: E402
-import pre7  # noqa: E402
-import rm_vs_trl  # noqa: E402
-import torch  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+import torch
+from transformers import TrainerCallback
+
+from bench import cpl_vs_trl, harness, rm_vs_trl
 
 NAME = "profile_step"
 
@@ -81,18 +76,13 @@ def instrument(trainer) -> Phases:
 
 
 def build(arm: str, ns, model_path: str, out_dir: str):
-    if arm in cpl_vs_trl.ARMS or arm == cpl_vs_trl.BEFORE:
+    if arm in cpl_vs_trl.ARMS:
         rows = cpl_vs_trl.load_pairs(cpl_vs_trl.DATA, ns.records, ns.seed)
         return cpl_vs_trl.build(arm, ns, model_path, rows, out_dir)
     return rm_vs_trl.build(arm, ns, model_path, out_dir)
 
 
 def profile(arm: str, ns, model_path: str, tmp: str) -> str:
-    with pre7.guard() if arm.endswith("_pre7") else contextlib.nullcontext():
-        return _profile(arm, ns, model_path, tmp)
-
-
-def _profile(arm: str, ns, model_path: str, tmp: str) -> str:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -139,7 +129,7 @@ def run(ns) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = harness.parser(__doc__, NAME, repeats=1, steps=2)
-    choices = cpl_vs_trl.ARMS + (cpl_vs_trl.BEFORE,) + rm_vs_trl.ARMS + (rm_vs_trl.BEFORE,)
+    choices = cpl_vs_trl.ARMS + rm_vs_trl.ARMS
     p.add_argument("arms", nargs="+", choices=choices)
     harness.add_training_options(p)
     p.add_argument("--rows", type=int, default=25, help="profiler table rows")

@@ -1,8 +1,8 @@
 """Principle RM training (Yes/No form) vs TRL's RewardTrainer (Bradley–Terry), tokens/s per sequence.
 
-    python bench/rm_vs_trl.py [--model embedded:smollm2-135m-instruct] [--repeats 5] [--threads 1] [--quick]
+    python -m bench.rm_vs_trl [--model embedded:smollm2-135m-instruct] [--repeats 5] [--threads 1] [--quick]
 
-Target (issue #7): the principle RM trains at ≥ 1.0 × the RewardTrainer's tokens/s.
+Target: the principle RM trains at ≥ 1.0 × the RewardTrainer's tokens/s.
 
 The two trainers learn from different records by nature, so the comparison is per sequence processed:
 
@@ -30,14 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-import pre7  # noqa: E402
-import torch  # noqa: E402
+import torch
+
+from bench import harness
 
 NAME = "rm_vs_trl"
 ARMS = ("principle_rm", "reward_trainer")
-BEFORE = "principle_rm_pre7"  # the principle RM with the pre-#7 gradient guard (bench/pre7.py), same rounds
 TARGET = 1.0  # principle RM tokens/s ≥ TARGET × RewardTrainer tokens/s
 RECORDS = harness.ROOT / "data" / "rlbff" / "principles_train.jsonl"
 PAIRS = harness.ROOT / "data" / "rlbff" / "principles_pairs_train.jsonl"
@@ -84,7 +82,7 @@ def build(arm: str, ns, model_path: str, out_dir: str):
     )
 
     set_seed(ns.seed)
-    if arm in ("principle_rm", BEFORE):
+    if arm == "principle_rm":
         from posttrain.trainers.rlbff_config import RLBFFConfig
         from posttrain.trainers.rlbff_trainer import RLBFFTrainer
 
@@ -126,11 +124,11 @@ def run(ns) -> dict:
     load_start, wall = harness.load_average(), time.perf_counter()
     model_path = resolve_model_path(ns.model)
     tmp = tempfile.TemporaryDirectory(prefix="rm-bench-")
-    names = ARMS + ((BEFORE,) if ns.before else ())
+    names = ARMS
     trainers = {arm: build(arm, ns, model_path, f"{tmp.name}/{arm}") for arm in names}
 
     def train_block(arm: str) -> list[float]:
-        return (pre7.train_block if arm == BEFORE else harness.train_block)(trainers[arm])
+        return harness.train_block(trainers[arm])
 
     data = {arm: harness.batch_stats(trainers[arm], ns.steps) for arm in names}
     blocks = harness.alternate(NAME, "step", names, ns.repeats, train_block)
@@ -143,16 +141,12 @@ def run(ns) -> dict:
     tokens_ratio = harness.ratio_block(rm["tokens_per_s_raw"], bt["tokens_per_s_raw"])
     tokens_ratio["step_time_ratio"] = rm["time_s"]["median"] / bt["time_s"]["median"]
     tokens_ratio["sequences_per_s_ratio"] = rm["sequences_per_s"] / bt["sequences_per_s"]
-    before = None
-    if ns.before:
-        before = harness.ratio_block(arms[BEFORE]["tokens_per_s_raw"], bt["tokens_per_s_raw"])
     target = harness.target(
         "Principle RM (Yes/No) vs TRL RewardTrainer, per sequence",
         f"≥ {TARGET}× tokens/s",
         "tokens/s ratio",
         tokens_ratio,
         tokens_ratio["ratio_median"] >= TARGET,
-        before,
     )
     result = {
         **harness.result_header(NAME, ns, model_path, load_start, wall),
@@ -174,7 +168,6 @@ def run(ns) -> dict:
         },
         "arms": arms,
         "tokens_per_s_ratio": tokens_ratio,
-        "tokens_per_s_ratio_before": before,
         "targets": [target],
         "notes": [
             "ratio = median(principle RM tokens/s) / median(RewardTrainer tokens/s) over the rounds; spread = "
@@ -182,7 +175,6 @@ def run(ns) -> dict:
             "tokens = non-padding tokens of every sequence forwarded in a step: the RM's principle records, "
             "the RewardTrainer's chosen and rejected sequences; both forward the same number of sequences.",
             "step = on_step_begin → on_step_end of trainer.train() (forward, backward, clipping, optimizer).",
-            f"{BEFORE}: the same trainer with the gradient guard #7 replaced (bench/pre7.py), same rounds.",
             f"peak memory: {harness.memory_kind()}.",
         ],
     }
@@ -209,7 +201,6 @@ def markdown(result: dict) -> str:
     labels = {
         "principle_rm": "posttrain principle RM (yes_no)",
         "reward_trainer": "TRL RewardTrainer (BT)",
-        BEFORE: "posttrain principle RM before #7 (isfinite guard)",
     }
     for arm in arms:
         a = arms[arm]
@@ -223,8 +214,7 @@ def markdown(result: dict) -> str:
         "",
         f"tokens/s ratio (principle RM / RewardTrainer): **{harness.fmt_ratio(r)}** — target {t['target']}: "
         f"{'met' if t['met'] else 'NOT met'}; sequences/s ratio {r['sequences_per_s_ratio']:.3f}, step-time "
-        f"ratio {r['step_time_ratio']:.3f}."
-        + (f" Before #7: {harness.fmt_ratio(result['tokens_per_s_ratio_before'])}." if "before" in t else ""),
+        f"ratio {r['step_time_ratio']:.3f}.",
         "",
         *[f"- {note}" for note in result["notes"]],
         "",
@@ -234,7 +224,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     p = harness.parser(__doc__, NAME, repeats=5, steps=2)
-    harness.add_training_options(p, before="pre-#7 principle RM (bench/pre7.py)")
+    harness.add_training_options(p)
     return harness.run_main(p.parse_args(argv), QUICK, run)
 
 

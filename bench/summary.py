@@ -1,10 +1,11 @@
 """One table of every benchmark target: bench/results/README.md (``make bench`` runs this last).
 
-    python bench/summary.py [--results bench/results]
+    python -m bench.summary [--results bench/results]
 
 Reads each benchmark's JSON: its ``targets`` list (the two older result files have their own layout, read
-by the adapters below). A target's optional ``before`` is the same comparison for the code as it was
-before the speed-ups of issue #7, timed in the same run (bench/pre7.py).
+by the adapters below). A target's optional ``before`` is the same comparison for posttrain's code as it was
+before two speed-ups, timed in the same run; only result files from the time that code was kept in bench/
+have one.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+from bench import harness
 
 # (result file stem, command that produced it); the table follows this order
 BENCHMARKS = [
-    ("cpl_vs_trl", "python bench/cpl_vs_trl.py --threads 1"),
-    ("rm_vs_trl", "python bench/rm_vs_trl.py --threads 1"),
-    ("packing", "python bench/packing.py --threads 1"),
-    ("drpo_step_time", "python bench/drpo_step_time.py --threads 1 --max-completion-length 32 --repeats 4"),
-    ("principle_scoring", "python bench/principle_scoring.py --threads 1"),
-    ("drpo_vllm", "python bench/drpo_vllm.py --threads 1"),
+    ("cpl_vs_trl", "python -m bench.cpl_vs_trl --threads 1"),
+    ("rm_vs_trl", "python -m bench.rm_vs_trl --threads 1"),
+    ("packing", "python -m bench.packing --threads 1"),
+    ("drpo_step_time", "python -m bench.drpo_step_time --threads 1 --max-completion-length 32 --repeats 4"),
+    ("principle_scoring", "python -m bench.principle_scoring --threads 1"),
+    ("drpo_vllm", "python -m bench.drpo_vllm --threads 1"),
 ]
 
 
@@ -99,12 +99,14 @@ def table(results: Path) -> str:
         [
             "# Benchmark summary",
             "",
-            "Written by `python bench/summary.py` (the last step of `make bench`). Ratios are medians over "
+            "Written by `python -m bench.summary` (the last step of `make bench`). Ratios are medians over "
             "alternating A/B rounds after a warm-up round, with the min–max of the per-round ratios; each "
             'linked page gives the settings, the raw numbers, tokens/s and peak memory. "before" is the '
-            "same comparison, in the same run, for posttrain's code as it was before the speed-ups of issue #7 "
-            '(bench/pre7.py), where one was needed. The packing rows have no speed target: "met" there '
-            "means the packed loss equals the padded one; the ratio is packed/padded tokens/s.",
+            "same comparison, in the same run, for posttrain's code as it was before two speed-ups (CPL "
+            "projecting every position onto the vocabulary; a gradient guard reading each gradient twice); "
+            "that code was kept in bench/ for the comparison and has since been removed (git history has it), "
+            'so only result files from then have the column. The packing rows have no speed target: "met" '
+            "there means the packed loss equals the padded one; the ratio is packed/padded tokens/s.",
             "",
             "| pair | target | before | measured | met | details |",
             "|---|---|---|---|---|---|",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import re
 import shlex
@@ -66,9 +67,26 @@ def _cases(kind: str):
 # ------------------------------------------------------------------------------------------ paths
 
 
+OUTPUT_FLAGS = ("--out", "--out-dir", "--output_dir", "-d", "-w", ">", ">>")
+
+
+def _outputs_removed(text: str) -> str:
+    """``text`` without the paths a command creates: mkdir's arguments, cp/mv's destination, an --out value."""
+    lines = []
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["mkdir"]:
+            continue
+        if words[:1] in (["cp"], ["mv"]):
+            words = words[:-1]
+        words = [w for i, w in enumerate(words) if i == 0 or words[i - 1] not in OUTPUT_FLAGS]
+        lines.append(" ".join(words))
+    return "\n".join(lines)
+
+
 def _path_words(span: str) -> list[str]:
     words = []
-    for word in re.split(r"[\s,;|()\"'=]+", span):
+    for word in re.split(r"[\s,;|()\"'=]+", _outputs_removed(span)):
         word = word.split("::")[0].rstrip(".:")
         if not word or PLACEHOLDER.search(word) or "://" in word:
             continue
@@ -120,12 +138,9 @@ def test_every_link_resolves():
 
 
 @cache
-def _class_names() -> set[str]:
-    return {
-        m
-        for path in (ROOT / "posttrain").rglob("*.py")
-        for m in re.findall(r"^class (\w+)", path.read_text(), re.M)
-    }
+def _class_names(package: str = "posttrain") -> set[str]:
+    folder = Path(importlib.util.find_spec(package).origin).parent
+    return {m for path in folder.rglob("*.py") for m in re.findall(r"^class (\w+)", path.read_text(), re.M)}
 
 
 def _resolves(dotted: str) -> bool:
@@ -145,19 +160,15 @@ def _resolves(dotted: str) -> bool:
 
 def test_every_posttrain_name_exists():
     """`posttrain.a.b` names resolve; class names that look like posttrain's (…Trainer, …Config, …RewardModel)
-    are posttrain classes or TRL's / transformers'."""
+    are classes of posttrain, TRL or transformers."""
     missing = set()
     for doc, span in _cases("spans"):
         for word in re.findall(r"\bposttrain(?:\.\w+)+", span):
             if not _resolves(word.rstrip(".")):
                 missing.add(f"{_rel(doc)}: {word}")
         for name in re.findall(r"^([A-Z]\w*(?:Trainer|Config|RewardModel|Reward))$", span):
-            if name not in _class_names():
-                import transformers
-                import trl
-
-                if not (hasattr(trl, name) or hasattr(transformers, name)):
-                    missing.add(f"{_rel(doc)}: {name}")
+            if not any(name in _class_names(package) for package in ("posttrain", "trl", "transformers")):
+                missing.add(f"{_rel(doc)}: {name}")
     assert not missing, "\n".join(sorted(missing))
 
 

@@ -3,11 +3,11 @@
 accelerate enables FSDP only on GPU-class devices (posttrain refuses FSDP on CPU), so this is where the FSDP2
 path is checked: for every quickstart recipe (and LoRA variants), one plain run (`python -m posttrain train`)
 and one FSDP2 run (`accelerate launch --config_file launch/fsdp2.yaml --num_processes 1`), both fp32, a few
-steps on a random-init SmolLM2-135M-shaped model (bench/gpu/worker.py build); the logged losses are compared.
+steps on a random-init SmolLM2-135M-shaped model (``python -m bench.gpu.worker build``); the logged losses are compared.
 One GPU shards nothing, but the whole FSDP2 path runs: fully_shard wrapping, sharded parameters (DTensor),
 the FSDP optimizer, gradient reduction, and the full-state-dict save.
 
-    python bench/gpu/fsdp2_check.py --out DIR [--only NAME,...]
+    python -m bench.gpu.fsdp2_check --out DIR [--only NAME,...]
 
 Writes DIR/fsdp2_check.json and DIR/fsdp2_check.md.
 """
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKER = ROOT / "bench" / "gpu" / "worker.py"
+WORKER = ["-m", "bench.gpu.worker"]  # run from ROOT
 
 CASES = {  # name -> (recipe, extra overrides)
     "cpl": ("recipes/cpl/quickstart.yaml", []),
@@ -65,7 +65,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="fsdp2-check-"))
     model = work / "model"
     code, _ = run(
-        [sys.executable, str(WORKER), "build", "--out", str(model), "--shape", "135m"],
+        [sys.executable, *WORKER, "build", "--out", str(model), "--shape", "135m"],
         ns.out / "build.log",
         300,
     )

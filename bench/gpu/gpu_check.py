@@ -1,16 +1,16 @@
 """GPU throughput and peak memory of the quickstart recipes (bf16) and of ZeRO-3 on one GPU.
 
-    python bench/gpu/gpu_check.py --out DIR [--budget-s 330] [--only NAME,...] [--cpu-smoke] [--list]
+    python -m bench.gpu.gpu_check --out DIR [--budget-s 330] [--only NAME,...] [--cpu-smoke] [--list]
 
 Run by ``bench/gpu/run.sh`` on the GPU machine (see bench/gpu/README.md). Every measured run is a separate
-process (``bench/gpu/worker.py train``, or the same under ``accelerate launch`` with launch/deepspeed_zero3.yaml)
+process (``python -m bench.gpu.worker train``, or the same under ``accelerate launch`` with launch/deepspeed_zero3.yaml)
 with its own timeout; a failure or a timeout is recorded with the tail of its log and the next run starts.
 Runs go in order of importance and none starts once the time budget is too short for it, so the script
 ends inside ``--budget-s`` (plus a few seconds for the report) whatever happens.
 
 Models are randomly initialised (weights are not what is measured) with the SmolLM2-135M-Instruct
-architecture and the real SmolLM2 tokenizer (bench/gpu/smollm2_135m), and a SmolLM2-1.7B-shaped model
-with the same tokenizer; they are built on the machine first (``worker.py build``).
+architecture and the real SmolLM2 tokenizer (both from the embedded model, ``embedded:smollm2-135m-instruct``),
+and a SmolLM2-1.7B-shaped model with the same tokenizer; they are built on the machine first (``worker build``).
 
 Writes to ``--out``: gpu_results.json (everything, per-step times included), gpu_results.md (the table),
 run_logs.tar.gz (each run's full log), rewritten after every run so a kill leaves the finished runs.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-WORKER = HERE / "worker.py"
+WORKER = ["-m", "bench.gpu.worker"]  # processes run from ROOT
 ZERO3_CONFIG = ROOT / "launch" / "deepspeed_zero3.yaml"
 
 
@@ -193,7 +193,7 @@ class Check:
 
     def environment(self) -> None:
         path = self.work / "env.json"
-        cmd = [sys.executable, str(WORKER), "env", "--out", str(path)]
+        cmd = [sys.executable, *WORKER, "env", "--out", str(path)]
         code, secs, timed_out = run_process(cmd, self.logs / "env.log", min(60, self.remaining()), self.env)
         if code == 0 and path.exists():
             self.results["environment"] = json.loads(path.read_text())
@@ -205,7 +205,7 @@ class Check:
         if shape in self.models:
             return self.models[shape]
         out = self.work / "models" / shape
-        cmd = [sys.executable, str(WORKER), "build", "--out", str(out), "--shape", shape]
+        cmd = [sys.executable, *WORKER, "build", "--out", str(out), "--shape", shape]
         cmd += ["--layers", "2", "--device", "cpu"] if self.smoke else ["--device", "cuda"]
         if shape == "1.7b" and self.smoke:
             cmd[cmd.index("--shape") + 1] = "135m"  # the plumbing, not the size, is what the smoke run checks
@@ -245,7 +245,7 @@ class Check:
             *run.extra,
             *(run.smoke_extra if self.smoke else []),
         ]
-        worker = [str(WORKER), "train", "--recipe", run.recipe, "--metrics", str(metrics)]
+        worker = [*WORKER, "train", "--recipe", run.recipe, "--metrics", str(metrics)]
         worker += ["--warmup", str(warmup), *overrides]
         if run.engine == "single":
             return [sys.executable, *worker]

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check in one command (see bench/gpu/README.md): install the carried wheels, record the machine,
-# run bench/gpu/gpu_check.py. Everything lands in $OUT (default bench/gpu/out):
+# The GPU check in one command (see bench/gpu/README.md): record the machine, run bench/gpu/gpu_check.py.
+# Everything lands in $OUT (default bench/gpu/out):
 #   run.log  nvidia_smi.txt  pip_list.txt  gpu_results.json  gpu_results.md  run_logs.tar.gz
 # The whole script stays inside BUDGET_S seconds (default 450) even if a step hangs: each step has a
 # timeout and gpu_check.py starts no run it cannot finish in what is left.
 #
-#   bash bench/gpu/run.sh                       # on the GPU machine, with .whl carried
-#   SKIP_PIP=1 bash bench/gpu/run.sh --cpu-smoke   # here, with the packages already installed
+# posttrain's requirements must be importable by $PYTHON (default python3): installed, or as wheels in
+# $WHEELS (default .whl/), which are then installed into /tmp/site first (for a machine without network;
+# SKIP_PIP=1 skips that step).
+#
+#   bash bench/gpu/run.sh                          # on the GPU machine
+#   SKIP_PIP=1 bash bench/gpu/run.sh --cpu-smoke   # the same plumbing on a CPU, 2-layer model
 set -u -o pipefail
 cd "$(dirname "$0")/../.." || exit 1
 START=$(date +%s)
@@ -19,10 +23,11 @@ say() { echo "[run.sh +$(elapsed)s] $*"; }
 
 say "posttrain GPU check; budget ${BUDGET_S}s; out $OUT; args: $*"
 PY=${PYTHON:-python3}
-if [ "${SKIP_PIP:-0}" != 1 ]; then
-  say "installing $(ls .whl/*.whl | wc -l) carried wheels into /tmp/site"
+WHEELS=${WHEELS:-.whl}
+if [ "${SKIP_PIP:-0}" != 1 ] && ls "$WHEELS"/*.whl > /dev/null 2>&1; then
+  say "installing $(ls "$WHEELS"/*.whl | wc -l) wheels from $WHEELS into /tmp/site"
   timeout 150 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/site .whl/*.whl || { say "pip install failed (exit $?)"; exit 1; }
+      --target /tmp/site "$WHEELS"/*.whl || { say "pip install failed (exit $?)"; exit 1; }
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
@@ -39,7 +44,7 @@ timeout 30 "$PY" -m pip list > "$OUT/pip_list.txt" 2>&1
 
 LEFT=$(( BUDGET_S - $(elapsed) ))
 say "gpu_check.py with ${LEFT}s left"
-timeout --kill-after=10 "$(( LEFT - 5 ))" "$PY" bench/gpu/gpu_check.py --out "$OUT" --budget-s "$(( LEFT - 30 ))" "$@"
+timeout --kill-after=10 "$(( LEFT - 5 ))" "$PY" -m bench.gpu.gpu_check --out "$OUT" --budget-s "$(( LEFT - 30 ))" "$@"
 CODE=$?
 say "gpu_check.py exit $CODE; files in $OUT:"
 ls -la "$OUT"

