@@ -1,24 +1,17 @@
 """Benchmark harnesses run end to end on the tiny random model (--quick): they measure, they do not assert
-speed. Also: the speed-ups made for the benchmarks (issue #7) keep results identical."""
+speed. Also: the speed-ups made for the benchmarks keep results identical."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 
 import pytest
 import torch
-from helpers import ROOT
-
-sys.path.insert(0, str(ROOT / "bench"))  # the scripts import bench/harness.py as `harness`
 
 
 def _load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"bench.{name}")
 
 
 def _quick(name: str, tiny_model_dir, tmp_path, *extra: str) -> dict:
@@ -58,8 +51,7 @@ def test_drpo_step_time_harness_runs(tiny_model_dir, tmp_path):
 
 def test_cpl_vs_trl_harness_runs(tiny_model_dir, tmp_path):
     result = _quick("cpl_vs_trl", tiny_model_dir, tmp_path)
-    assert set(result["arms"]) == {"cpl", "dpo", "cpo", "cpl_pre7"}
-    assert all("before" in t for t in result["targets"])  # the pre-#7 arm, timed in the same rounds
+    assert set(result["arms"]) == {"cpl", "dpo", "cpo"}
     for arm in result["arms"].values():
         assert (
             len(arm["time_s"]["raw"]) == 1 and arm["tokens_per_s"] > 0 and arm["peak_memory"]["peak_mib"] > 0
@@ -72,7 +64,6 @@ def test_cpl_vs_trl_harness_runs(tiny_model_dir, tmp_path):
 def test_rm_vs_trl_harness_runs(tiny_model_dir, tmp_path):
     result = _quick("rm_vs_trl", tiny_model_dir, tmp_path)
     rm, bt = result["arms"]["principle_rm"], result["arms"]["reward_trainer"]
-    assert "principle_rm_pre7" in result["arms"] and "before" in result["targets"][0]
     assert rm["sequences_per_step"] == bt["sequences_per_step"] == 4
     assert rm["tokens_per_s"] > 0 and bt["tokens_per_s"] > 0
 
@@ -112,9 +103,9 @@ def test_summary_table_reads_every_layout(tmp_path):
 
 def test_profile_step_runs(tiny_model_dir, tmp_path):
     bench = _load_bench("profile_step")
-    argv = ["cpl", "cpl_pre7", "--quick", "--threads", "1", "--model", str(tiny_model_dir)]
+    argv = ["cpl", "principle_rm", "--quick", "--threads", "1", "--model", str(tiny_model_dir)]
     out = bench.main([*argv, "--out-dir", str(tmp_path)])
-    for arm in ("cpl", "cpl_pre7"):
+    for arm in ("cpl", "principle_rm"):
         text = (tmp_path / f"profile_{arm}.txt").read_text()
         assert text == out[arm] + "\n" and "forward + loss" in text and "Self CPU" in text
 
