@@ -441,7 +441,7 @@ def _check_files(recipe: Recipe, where: str) -> None:
     method = get_method(recipe.method)
     method.check_files(recipe, where)
     if recipe.evaluate is not None:
-        for key in recipe.evaluate.model_fields_set:
+        for key in type(recipe.evaluate).model_fields:  # declaration order: the same error every run
             if getattr(recipe.evaluate, key) is None or key in method.evaluations:
                 continue
             owners = [m for m in method_names() if key in get_method(m).evaluations]
