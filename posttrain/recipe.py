@@ -174,7 +174,9 @@ class Recipe(_Section):
     model: ModelSection
     data: DataSection
     training: dict[str, Any] = Field(default_factory=dict, description="Trainer arguments.")
-    evaluate: EvaluateSection | None = Field(None, description="Evaluations after training (RMs only).")
+    evaluate: EvaluateSection | None = Field(
+        None, description="Evaluations after training; each method allows those that fit what it trains."
+    )
     method_args: dict[str, Any] = Field(default_factory=dict, description="The method's own section.")
     source: str | None = Field(None, exclude=True)
 

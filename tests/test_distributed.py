@@ -1,7 +1,7 @@
 """CPL, the RLBFF principle RM and DRPO under `accelerate launch --num_processes 2` on CPU (gloo), on every
 engine that runs on CPU: DDP, DeepSpeed ZeRO-2 and DeepSpeed ZeRO-3 (launch/cpu_2proc*.yaml). FSDP2 is
 GPU-only in accelerate (on CPU it would silently fall back to DDP): posttrain refuses it on CPU with a clear
-message (tested here) and bench/gpu/fsdp2_check.sh checks it on a GPU.
+message (tested here) and `python -m bench.gpu.fsdp2_check` (bench/gpu/fsdp2_check.py) checks it on a GPU.
 
 CPL and the principle RM: the first logged losses must equal a single-process run on the same global batch.
 The data is 8 records and the global batch is 8 (2 processes × 4, or 1 × 8), so every step sees the whole

@@ -3,9 +3,11 @@
 Every record asks whether a ``response`` to a ``context`` satisfies a natural-language ``principle``, and its
 ``fulfilment`` label ("Yes" / "No" / "Partially") is computed by running a small, verifiable check function on
 the actual response text (see the ``check_*`` functions below), never assumed from how the response was built.
-About 40% of the contexts are also judged under a *contrarian* principle (families ``contrarian_*``): the same
-responses under a principle whose label is the inverse of the standard check ("The response is longer than
-20 words."), so the response a generic judge prefers is the No one. The record format matches
+Contexts are also judged under a *contrarian* principle (families ``contrarian_*``): the same responses under a
+principle whose label is the inverse of the standard check ("The response is longer than 20 words."), so the
+response a generic judge prefers is the No one. ``CONTRARIAN_SHARE`` sets how many: in train every group whose
+responses get both labels under its contrarian principle (81% of the committed train contexts), in test 40%
+of each family's groups. The record format matches
 HelpSteer3-Principle, plus one metadata field::
 
     {"context": [{"role": "user", "content": "..."}], "response": "...", "principle": "...",

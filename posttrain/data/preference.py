@@ -29,8 +29,6 @@ from posttrain.data.report import DropReport
 from posttrain.data.sources import read_source
 from posttrain.errors import UserError
 
-FORMATS = ("pairs", "hh", "ranked")
-
 
 class _Drop(Exception):
     def __init__(self, reason: str):

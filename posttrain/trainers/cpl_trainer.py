@@ -10,8 +10,13 @@ response, calls it, and adds CPL-BC's behaviour-cloning term:
 
 with S = α·Σ_t γ^t log π(y_t | x, y_<t) over response tokens (or the γ-weighted mean, ``length_normalize``).
 
-It subclasses ``transformers.Trainer`` and overrides only ``compute_loss`` and
-``log``, so DeepSpeed, FSDP, PEFT, mixed precision, checkpointing and logging integrations stay upstream's.
+It subclasses ``transformers.Trainer`` and overrides the loss (``compute_loss``), evaluation and logged
+metrics (``prediction_step``, ``log``), the optimizer and LR schedule (``create_optimizer``: the non-finite
+gradient guard; ``create_scheduler``, ``_save_optimizer_and_scheduler``, ``_load_optimizer_and_scheduler``:
+the BC warm-up restart and the CPL-KL reference), checkpointing (``_save_checkpoint``,
+``_init_training_state``, ``_run_epoch``: complete-marker checkpoints, an exact stop at ``max_steps``) and
+``create_model_card``, most of them through posttrain's mixins; the training loop, DeepSpeed, FSDP, PEFT,
+mixed precision and the logging integrations stay upstream's.
 TRL's ``DPOTrainer`` was not used as the base because CPL's ranked (K > 2 responses) mode and its BC
 warm-up do not fit DPO's chosen/rejected batches, and overriding its loss would replace most of it.
 
