@@ -41,7 +41,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Protocol
 
+from posttrain import generation
 from posttrain.errors import UserError
+from posttrain.generation import Sampling, render_prompts
 
 BACKENDS = ("hf", "vllm", "openai")
 MAX_WAIT = 60.0  # seconds: the longest wait before a retry, whatever the backoff or Retry-After says
@@ -119,8 +121,6 @@ class LocalChat:
         json_schema: dict | None = None,
     ) -> list[str | None]:
         from tqdm.auto import tqdm
-
-        from posttrain.generation import Sampling, render_prompts
 
         _check_conversations(conversations)
         _check_settings(temperature, max_new_tokens)
@@ -398,10 +398,8 @@ def build_chat_backend(
         )
     if backend == "openai":
         raise UserError(f"'{spec}': the openai backend needs an http:// or https:// endpoint URL")
-    from posttrain.generation import build_generator
-
     # the generator's own per-batch bar stays off: LocalChat shows one bar over the chunks
-    generator, tokenizer = build_generator(
+    generator, tokenizer = generation.build_generator(
         spec, backend=backend, dtype=dtype, batch_size=batch_size, seed=seed, progress=False
     )
     model_id = spec.removeprefix("embedded:").rstrip("/").split("/")[-1]

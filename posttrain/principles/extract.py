@@ -71,6 +71,8 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz
 
+from posttrain import chat_backends
+from posttrain.data.sources import read_local
 from posttrain.errors import UserError
 from posttrain.evaluation.tables import aligned_table
 from posttrain.jsonl import RUN_FILE, JsonlAppender, read_jsonl, start_run, write_atomic
@@ -401,8 +403,6 @@ def _check_context(value: Any, where: str) -> str | list[dict]:
 def load_records(path: str, limit: int | None = None) -> list[FeedbackRecord]:
     """Records from a local file, checked: a missing field, a wrong type or an empty feedback is a
     :class:`UserError` naming the file and record."""
-    from posttrain.data.sources import read_local
-
     raw = read_local(path)
     if limit is not None:
         raw = raw[:limit]
@@ -590,9 +590,7 @@ def extract_principles(
     pending = [(r.index, a) for r in records for a in range(len(r.feedbacks)) if (r.index, a) not in outputs]
     if pending:
         if backend is None:
-            from posttrain.chat_backends import build_chat_backend
-
-            backend = build_chat_backend(model, **options)
+            backend = chat_backends.build_chat_backend(model, **options)
         print(f"[posttrain] principles: {model_id} reads {len(pending)} feedbacks", flush=True)
         appender = JsonlAppender(out / EXTRACTIONS_FILE)
 
