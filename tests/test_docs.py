@@ -172,6 +172,22 @@ def test_every_posttrain_name_exists():
     assert not missing, "\n".join(sorted(missing))
 
 
+def test_every_import_and_module_run_resolves():
+    """`from posttrain.x import A, B` in a code example imports; `python -m bench.x` names a module."""
+    missing = set()
+    for doc, text in _cases("code"):
+        for module, names in re.findall(r"^\s*from (posttrain[\w.]*) import ([\w, ]+)$", text, re.M):
+            missing |= {
+                f"{_rel(doc)}: from {module} import {name}"
+                for name in map(str.strip, names.split(","))
+                if name and not _resolves(f"{module}.{name}")
+            }
+        for module in re.findall(r"-m ((?:bench|posttrain)(?:\.\w+)*)", text):
+            if importlib.util.find_spec(module) is None:
+                missing.add(f"{_rel(doc)}: -m {module}")
+    assert not missing, "\n".join(sorted(missing))
+
+
 # ---------------------------------------------------------------------------------- commands
 
 
