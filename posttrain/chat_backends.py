@@ -34,14 +34,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Protocol
 
-from posttrain import generation
+from posttrain import generation, log
 from posttrain.errors import UserError
 from posttrain.generation import Sampling, render_prompts
 
@@ -273,7 +272,7 @@ class OpenAIChat:
                     bar.update()
                     if isinstance(result, _Failure):
                         failures.append(result)
-                        print(f"[posttrain] {desc}: request {i} failed: {result.reason}", file=sys.stderr)
+                        log.warning(f"{desc}: request {i} failed: {result.reason}")
                         continue
                     replies[i] = result
                     if on_result is not None:
@@ -318,10 +317,8 @@ class OpenAIChat:
             wait = min(MAX_WAIT, self.backoff * 2**attempt)
             if result.retry_after is not None:
                 wait = max(wait, min(MAX_WAIT, result.retry_after))
-            print(
-                f"[posttrain] request {index}: {result.reason}; retry {attempt + 1}/{self.max_retries} "
-                f"in {wait:.1f}s",
-                file=sys.stderr,
+            log.warning(
+                f"request {index}: {result.reason}; retry {attempt + 1}/{self.max_retries} in {wait:.1f}s"
             )
             stop.wait(wait)  # a sleep that ends early when the call is abandoned
         raise AssertionError("unreachable")

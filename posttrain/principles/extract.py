@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz
 
-from posttrain import chat_backends
+from posttrain import chat_backends, log
 from posttrain.data.sources import read_local
 from posttrain.errors import UserError
 from posttrain.evaluation.tables import aligned_table
@@ -591,7 +591,7 @@ def extract_principles(
     if pending:
         if backend is None:
             backend = chat_backends.build_chat_backend(model, **options)
-        print(f"[posttrain] principles: {model_id} reads {len(pending)} feedbacks", flush=True)
+        log.info(f"principles: {model_id} reads {len(pending)} feedbacks")
         appender = JsonlAppender(out / EXTRACTIONS_FILE)
 
         def on_result(index: int, text: str) -> None:
