@@ -22,6 +22,9 @@ GRPOTrainer's. What changes, and only that, is overridden:
 - Reward functions receive a ``truncated`` column (completion cut at ``max_completion_length``), which
   :func:`posttrain.rewards.math.math_correctness` grades wrong.
 
+These overrides, and the GRPOTrainer attributes and batch keys they read, are TRL internals: each is listed in
+:mod:`posttrain.trainers.trl_surface`, which a test checks against the installed TRL.
+
 Deviations: text-only (no multimodal batches in the group-preserving split); rollouts, π_old log-probs
 and the baselines' loss are TRL's GRPOTrainer's, not verl's; no reference-model KL for drpo/disco
 (``beta`` is refused; the paper uses none); the reward is :mod:`posttrain.rewards.math`'s (deviations there).

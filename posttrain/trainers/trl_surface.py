@@ -22,7 +22,8 @@ Kinds of entries (:class:`Member`):
 - ``batch key``: a key of the dict ``GRPOTrainer._generate_and_score_completions`` returns, read by DRPO's
   loss; the method's source must name it.
 
-This module imports nothing from posttrain (any layer may use it) and TRL only when a helper is called.
+This module imports nothing from posttrain but the leaf :mod:`posttrain.log` (any layer may use it), and TRL
+only when a helper is called.
 """
 
 from __future__ import annotations
@@ -275,14 +276,14 @@ def check(members: tuple[Member, ...] = MEMBERS) -> list[str]:
 
 
 if __name__ == "__main__":
-    import sys
-
     import trl
+
+    from posttrain import log
 
     problems = check()
     for line in problems:
-        print(line, file=sys.stderr)
-    print(
+        log.error(line)
+    log.emit(
         f"trl {trl.__version__}: {len(MEMBERS) - len(problems)}/{len(MEMBERS)} listed members as posttrain expects"
     )
     raise SystemExit(1 if problems else 0)
