@@ -468,12 +468,14 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         model = load_model(model_cfg)
     elif arm in ("cpl", "cpl_ln"):
         model_dir, runtime, steps = _train_cpl(arm, seed, config, pairs, run_dir)
+        peak_train = _peak_rss_mib()  # before the saved model is loaded again for the evaluation
         dtype = getattr(torch, config["dtype"])
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
     else:
         model = load_model(model_cfg)
         runtime, steps = _train_trl(arm, seed, config, pairs, run_dir, model, tokenizer)
-    peak_train = _peak_rss_mib()
+    if arm not in ("cpl", "cpl_ln"):
+        peak_train = _peak_rss_mib()
     train.update({"train_runtime_s": runtime, "steps": steps, "train_wall_s": round(time.time() - t0, 1)})
     model.to(device)
     t1 = time.time()
