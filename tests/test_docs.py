@@ -259,3 +259,16 @@ def test_docs_name_commands():
 def test_every_posttrain_command_parses(doc, argv, full):
     problem = _check_names(argv) or (_check_parse(argv) if full else None)
     assert problem is None, f"{_rel(doc)}: posttrain {' '.join(argv)}: {problem}"
+
+
+def test_no_issue_numbers():
+    """Docs say what changed, not which tracker item asked for it ("before #7", "issue 13")."""
+    jargon = re.compile(r"\bissues? #?\d+|(?<![\w&])#\d+\b", re.I)
+    found = [
+        f"{_rel(doc)}:{i}: {line.strip()}"
+        for doc in DOCS
+        if doc.is_file()
+        for i, line in enumerate(doc.read_text().splitlines(), 1)
+        if jargon.search(line)
+    ]
+    assert not found, "\n".join(found)
