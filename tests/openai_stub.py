@@ -144,18 +144,20 @@ class OpenAIStub:
                 time.sleep(wait)
             status, payload, headers = self._answer(n, handler, body)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            try:
-                handler.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    handler.send_header(name, value)
-                handler.send_header("Content-Length", str(len(data)))
-                handler.end_headers()
-                handler.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
-                pass
         finally:
+            # counted out before the reply is written: once the client has the reply its thread may send
+            # the next request, which a loaded machine can start handling before this thread runs again
             with self._lock:
                 self._in_flight -= 1
+        try:
+            handler.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
+            pass
 
     def _answer(self, n: int, handler, body) -> tuple[int, dict | bytes, dict[str, str]]:
         if handler.path.rstrip("/") != PATH:
