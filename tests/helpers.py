@@ -1,5 +1,5 @@
-"""What tests share besides fixtures: repository paths, the tiny model and tokenizer builders, and a
-subprocess runner for the CLI. Test modules import it as ``from helpers import ...`` (pytest puts
+"""What tests share besides fixtures: repository paths, the tiny model and tokenizer builders, a tiny CPL
+recipe, and a subprocess runner for the CLI. Test modules import it as ``from helpers import ...`` (pytest puts
 ``tests/`` on ``sys.path``); ``conftest.py`` keeps only fixtures and the test-layer hook."""
 
 from __future__ import annotations
@@ -49,6 +49,42 @@ def run_posttrain(
         timeout=timeout,
         env=env,
     )
+
+
+def tiny_cpl_recipe(
+    path: Path,
+    model_dir: Path,
+    out: Path,
+    training: str,
+    *,
+    model_extra: str = "",
+    eval_limit: int | None = None,
+    max_length: int = 96,
+    max_prompt_length: int = 48,
+    cpl: str = "",
+) -> Path:
+    """Write a CPL recipe for the tiny model on 16 demo pairs to ``path``: ``training`` is the inside of the
+    ``training:`` mapping, ``model_extra`` more ``model:`` keys (", lora: {r: 4}"), ``eval_limit`` adds that
+    many held-out demo pairs, ``cpl`` the inside of the ``cpl:`` section."""
+    lines = [
+        f"# Launch: posttrain train {path}",
+        "method: cpl",
+        f"output_dir: {out}",
+        f"model: {{name_or_path: {model_dir}, dtype: float32{model_extra}}}",
+        "data:",
+        f"  train: {{path: {DEMO / 'preferences.jsonl'}, limit: 16}}",
+        *(
+            [f"  eval: {{path: {DEMO / 'preferences_eval.jsonl'}, limit: {eval_limit}}}"]
+            if eval_limit
+            else []
+        ),
+        f"  max_length: {max_length}",
+        f"  max_prompt_length: {max_prompt_length}",
+        *([f"cpl: {{{cpl}}}"] if cpl else []),
+        f"training: {{{training}}}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _corpus() -> list[str]:

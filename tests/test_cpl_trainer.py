@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import DEMO, run_posttrain
+from helpers import DEMO, run_posttrain, tiny_cpl_recipe
 from transformers import AutoModelForCausalLM
 
 from posttrain.data.preference import adapt_preferences
@@ -219,20 +219,12 @@ def test_margin_rises_on_repeated_batch(tiny_model_dir, tiny_tokenizer, tmp_path
 
 def test_cli_train_end_to_end(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        f"""# Launch: posttrain train {recipe}
-method: cpl
-output_dir: {out}
-model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
-data:
-  train: {{path: {DEMO / "preferences.jsonl"}, limit: 16}}
-  eval: {{path: {DEMO / "preferences_eval.jsonl"}, limit: 8}}
-  max_length: 128
-  max_prompt_length: 64
-training: {{max_steps: 2, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: "no",
-           eval_strategy: steps, eval_steps: 2, report_to: none, learning_rate: 1.0e-3}}
-"""
+    training = (
+        'max_steps: 2, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: "no", '
+        "eval_strategy: steps, eval_steps: 2, report_to: none, learning_rate: 1.0e-3"
+    )
+    recipe = tiny_cpl_recipe(
+        tmp_path / "r.yaml", tiny_model_dir, out, training, eval_limit=8, max_length=128, max_prompt_length=64
     )
     proc = run_posttrain("train", recipe, "training.seed=3")
     assert proc.returncode == 0, proc.stderr[-3000:]

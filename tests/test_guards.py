@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from helpers import DEMO, ROOT, run_posttrain
+from helpers import ROOT, run_posttrain, tiny_cpl_recipe
 from test_cpl_trainer import _config, _trainer
 
 from posttrain.trainers.cpl_trainer import CPLTrainer
@@ -80,20 +80,11 @@ def test_grads_finite():
 def test_cli_stops_without_saving(tiny_model_dir, tmp_path):
     """Through `posttrain train`: exit 1, one clear line, no final model written."""
     out = tmp_path / "run"
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        f"""# Launch: posttrain train {recipe}
-method: cpl
-output_dir: {out}
-model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
-data:
-  train: {{path: {DEMO / "preferences.jsonl"}, limit: 16}}
-  max_length: 96
-  max_prompt_length: 48
-training: {{max_steps: 4, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: "no",
-           report_to: none, learning_rate: 1.0e+30, max_nonfinite_steps: 2, lr_scheduler_type: constant}}
-"""
+    training = (
+        'max_steps: 4, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: "no", report_to: none, '
+        "learning_rate: 1.0e+30, max_nonfinite_steps: 2, lr_scheduler_type: constant"
     )
+    recipe = tiny_cpl_recipe(tmp_path / "r.yaml", tiny_model_dir, out, training)
     # a huge learning rate in fp32 blows the weights up to inf after the first update: NaN gradients follow
     proc = run_posttrain("train", recipe)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]

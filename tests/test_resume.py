@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import DEMO, ROOT
+from helpers import ROOT, tiny_cpl_recipe
 
 from posttrain.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, resume_point
 from posttrain.errors import UserError
@@ -86,22 +86,12 @@ training: {{max_steps: 6, per_device_train_batch_size: 4, logging_steps: 1, save
 """
         )
         return path
-    path.write_text(
-        f"""# Launch: posttrain train {path}
-method: cpl
-output_dir: {out}
-model: {{name_or_path: {tiny_model_dir}, dtype: float32}}
-data:
-  train: {{path: {DEMO / "preferences.jsonl"}, limit: 16}}
-  max_length: 96
-  max_prompt_length: 48
-cpl: {{bc_warmup_steps: 3}}
-training: {{max_steps: 8, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: steps,
-           save_steps: 2, save_total_limit: 1, report_to: none, learning_rate: 1.0e-3,
-           lr_scheduler_type: linear, warmup_steps: 1, seed: 5}}
-"""
+    training = (
+        "max_steps: 8, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: steps, save_steps: 2, "
+        "save_total_limit: 1, report_to: none, learning_rate: 1.0e-3, lr_scheduler_type: linear, "
+        "warmup_steps: 1, seed: 5"
     )
-    return path
+    return tiny_cpl_recipe(path, tiny_model_dir, out, training, cpl="bc_warmup_steps: 3")
 
 
 def _run(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import DEMO, ROOT
+from helpers import ROOT, tiny_cpl_recipe
 
 from posttrain.errors import UserError
 
@@ -23,20 +23,7 @@ def _front_matter(card: str) -> dict:
 
 
 def _cpl_recipe(tmp_path: Path, tiny_model_dir: Path, out: Path, training: str, extra: str = "") -> Path:
-    path = tmp_path / "cpl.yaml"
-    path.write_text(
-        f"""# Launch: posttrain train {path}
-method: cpl
-output_dir: {out}
-model: {{name_or_path: {tiny_model_dir}, dtype: float32{extra}}}
-data:
-  train: {{path: {DEMO / "preferences.jsonl"}, limit: 16}}
-  max_length: 96
-  max_prompt_length: 48
-training: {{{training}}}
-"""
-    )
-    return path
+    return tiny_cpl_recipe(tmp_path / "cpl.yaml", tiny_model_dir, out, training, model_extra=extra)
 
 
 @pytest.mark.integration
