@@ -9,9 +9,8 @@ Layers, by marker (pyproject's [tool.pytest.ini_options] lists them):
 - ``vllm``: starts a real vLLM engine (also ``integration``).
 
 The hook below makes the layers hold whatever a test module says: a ``distributed`` or ``vllm`` test is
-also ``integration``; so is a test that uses a fixture that trains (``TRAINING_FIXTURES``) or is listed in
-``TRAINS`` (both in ``helpers.py``, beside the paths, model builders and CLI runner); every other test
-is ``unit``.
+also ``integration``; so is a test that uses a fixture that trains (``helpers.TRAINING_FIXTURES``); every
+other test is ``unit``. A new test that trains without such a fixture carries ``@pytest.mark.integration``.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import TRAINING_FIXTURES, TRAINS, build_tiny_model, build_tiny_tokenizer
+from helpers import TRAINING_FIXTURES, build_tiny_model, build_tiny_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -29,9 +28,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        key = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
         marks = {mark.name for mark in item.iter_markers()}
-        if marks & {"distributed", "vllm"} or key in TRAINS or TRAINING_FIXTURES & set(item.fixturenames):
+        if marks & {"distributed", "vllm"} or TRAINING_FIXTURES & set(item.fixturenames):
             if "integration" not in marks:
                 item.add_marker(pytest.mark.integration)
         elif "integration" not in marks:

@@ -21,20 +21,8 @@ CHATML = (
 )
 
 
-# Test layers (tests/conftest.py marks by these): fixtures that train a model before the test runs
+# Fixtures that train a model before the test runs: a test using one is integration (tests/conftest.py)
 TRAINING_FIXTURES = {"trained_rms", "tiny_rm", "reference"}
-
-# tests that train (or run a benchmark harness) without a marker of their own: "file::function"
-TRAINS = {
-    "test_bench_smoke.py::test_drpo_step_time_harness_runs",
-    "test_bench_smoke.py::test_cpl_vs_trl_harness_runs",
-    "test_bench_smoke.py::test_rm_vs_trl_harness_runs",
-    "test_bench_smoke.py::test_packing_harness_runs_and_losses_match",
-    "test_bench_smoke.py::test_principle_scoring_harness_runs",
-    "test_bench_smoke.py::test_profile_step_runs",
-    "test_bench_smoke.py::test_cpl_records_carry_a_length_for_group_by_length",
-    "test_bad_inputs.py::test_train_refuses_a_folder_holding_another_recipes_run",
-}
 
 
 def run_posttrain(

@@ -526,6 +526,7 @@ def test_eval_principles_out_is_resumable_and_overwritable(tmp_path, capsys, tin
     assert json.loads((out / "run.json").read_text())["model"] == str(other)
 
 
+@pytest.mark.integration  # trains twice (1 step each)
 def test_train_refuses_a_folder_holding_another_recipes_run(tmp_path, capsys, tiny_model_dir):
     base = {"model.name_or_path": str(tiny_model_dir), "data.eval": None, "training.max_steps": 1}
     first = make_recipe(tmp_path, base)

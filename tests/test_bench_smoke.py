@@ -30,6 +30,7 @@ def _quick(name: str, tiny_model_dir, tmp_path, *extra: str) -> dict:
     return result
 
 
+@pytest.mark.integration
 def test_drpo_step_time_harness_runs(tiny_model_dir, tmp_path):
     result = _quick("drpo_step_time", tiny_model_dir, tmp_path)
     assert (tmp_path / "drpo_step_time.md").read_text().startswith("# DRPO vs GRPO step time")
@@ -49,6 +50,7 @@ def test_drpo_step_time_harness_runs(tiny_model_dir, tmp_path):
     assert result["loss_backward"]["completion_tokens"] > 0
 
 
+@pytest.mark.integration
 def test_cpl_vs_trl_harness_runs(tiny_model_dir, tmp_path):
     result = _quick("cpl_vs_trl", tiny_model_dir, tmp_path)
     assert set(result["arms"]) == {"cpl", "dpo", "cpo"}
@@ -61,6 +63,7 @@ def test_cpl_vs_trl_harness_runs(tiny_model_dir, tmp_path):
     assert result["arms"]["dpo"]["state"]["reference_params_mib"] > 0
 
 
+@pytest.mark.integration
 def test_rm_vs_trl_harness_runs(tiny_model_dir, tmp_path):
     result = _quick("rm_vs_trl", tiny_model_dir, tmp_path)
     rm, bt = result["arms"]["principle_rm"], result["arms"]["reward_trainer"]
@@ -68,6 +71,7 @@ def test_rm_vs_trl_harness_runs(tiny_model_dir, tmp_path):
     assert rm["tokens_per_s"] > 0 and bt["tokens_per_s"] > 0
 
 
+@pytest.mark.integration
 def test_packing_harness_runs_and_losses_match(tiny_model_dir, tmp_path):
     result = _quick("packing", tiny_model_dir, tmp_path)
     for kind in ("cpl", "rm"):
@@ -77,6 +81,7 @@ def test_packing_harness_runs_and_losses_match(tiny_model_dir, tmp_path):
     assert all(t["met"] for t in result["targets"])
 
 
+@pytest.mark.integration
 def test_principle_scoring_harness_runs(tiny_model_dir, tmp_path):
     result = _quick("principle_scoring", tiny_model_dir, tmp_path)
     assert result["k"] == 2 and result["max_abs_reward_diff"] < 1e-3
@@ -101,6 +106,7 @@ def test_summary_table_reads_every_layout(tmp_path):
     assert "| rm_vs_trl | — | — | not run |" in text
 
 
+@pytest.mark.integration
 def test_profile_step_runs(tiny_model_dir, tmp_path):
     bench = _load_bench("profile_step")
     argv = ["cpl", "principle_rm", "--quick", "--threads", "1", "--model", str(tiny_model_dir)]
@@ -151,6 +157,7 @@ def test_grads_finite_matches_isfinite(bad, dtype):
     assert grads_finite(optimizer) is expected
 
 
+@pytest.mark.integration
 def test_cpl_records_carry_a_length_for_group_by_length(tiny_model_dir, tiny_tokenizer, tmp_path):
     """CPL datasets have a ``length`` column (prompt + longest response), so the Trainer's
     group_by_length sampler can batch records of similar length; training runs with it."""
