@@ -9,8 +9,8 @@ import torch
 from drpo_test_rewards import parity
 from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
-from posttrain.losses import drpo_objective, length_penalized_rewards
 from posttrain.errors import ConfigFieldError
+from posttrain.losses import drpo_objective, length_penalized_rewards
 from posttrain.trainers.drpo_config import DRPOConfig
 from posttrain.trainers.drpo_trainer import DRPOTrainer, groups_intact, shuffle_groups, truncation_flags
 

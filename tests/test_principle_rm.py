@@ -414,9 +414,7 @@ def test_batch_by_context_feeds_a_context_per_batch(tiny_model_dir, tiny_tokeniz
             row[row != tiny_tokenizer.pad_token_id][:10].tolist() for row in batch["input_ids"]
         ]  # through "Context N."
         assert all(f == first[0] for f in first)
-    plain = RLBFFTrainer(
-        model, RLBFFConfig(**common), train_dataset=dataset, processing_class=tiny_tokenizer
-    )
+    plain = RLBFFTrainer(model, RLBFFConfig(**common), train_dataset=dataset, processing_class=tiny_tokenizer)
     assert not isinstance(plain._get_train_sampler(), ContextGroupedSampler)
 
 

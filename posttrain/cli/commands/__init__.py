@@ -8,4 +8,12 @@ from __future__ import annotations
 from posttrain.cli.commands import eval as evaluate
 from posttrain.cli.commands import principles, recipes, score, train, validate, vllm_serve
 
-COMMANDS = (train, validate, recipes, score, evaluate, principles, vllm_serve)  # the order of `posttrain --help`
+COMMANDS = (
+    train,
+    validate,
+    recipes,
+    score,
+    evaluate,
+    principles,
+    vllm_serve,
+)  # the order of `posttrain --help`
