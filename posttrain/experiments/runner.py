@@ -166,7 +166,7 @@ def run_dirs(out: Path, study: Study, seeds: Sequence[int]) -> list[tuple[str, i
     ]
 
 
-def check_study_file(out: Path, study: Study) -> None:
+def check_study_file(out: Path, study: Study, *, write: bool = True) -> None:
     """A study folder holds one configuration: rerunning it with another is refused (results would mix)."""
     path = out / STUDY_FILE
     mine = {"study": study.name, "config": study.config}
@@ -177,7 +177,7 @@ def check_study_file(out: Path, study: Study) -> None:
                 f"{out} holds a {theirs.get('study')} study with another configuration ({path}); "
                 "use another --out, or delete that folder to start over"
             )
-    else:
+    elif write:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, mine)
 
@@ -196,6 +196,7 @@ def run_study(
     Returns the summary; ``summary["failed"]`` lists runs that failed this time (they are redone next time)."""
     log = log or (lambda line: print(f"[experiments] {line}", file=sys.stderr, flush=True))
     out = Path(out)
+    check_study_file(out, study, write=False)  # before anything is counted or run
     plan = run_dirs(out, study, seeds)
     finished = [(arm, seed, d) for arm, seed, d in plan if (d / RESULT_FILE).is_file()]
     todo = [(arm, seed, d) for arm, seed, d in plan if not (d / RESULT_FILE).is_file()]
