@@ -554,6 +554,3 @@ def plot(results: list[dict], summary: dict[str, Any], out: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
