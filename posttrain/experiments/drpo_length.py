@@ -28,7 +28,10 @@ TASK: dict[str, Any] = {
     "train": "data/drpo/arithmetic_train.jsonl",
     "heldout": "data/drpo/arithmetic_test.jsonl",
     "format": "math",
-    "prompt_suffix": "Put the final answer in \\boxed{}.",  # the quickstart's; used in training and evaluation
+    # the quickstart's, used in training and evaluation: showing the boxed form is what makes the 135M model write
+    # it (strictly right and finished on 40 training problems × 4 samples: 6.2% at C = 128 vs 1.3% for "Put the
+    # final answer in \\boxed{}." at C = 64)
+    "prompt_suffix": "Give the final answer as \\boxed{number}. Example: 3 + 4 = 7, so the answer is \\boxed{7}.",
     "system_prompt": None,  # evaluation only: the DRPO recipe has no system-prompt option
     "rewards": ["math_correctness"],  # the strict grader
 }
@@ -43,14 +46,15 @@ SCALES: dict[str, dict[str, Any]] = {
         "training": {"per_device_train_batch_size": 4, "max_steps": 1, "learning_rate": 2.0e-5},
         "eval": {"limit": 2, "samples": 2, "max_new_tokens": 16},
     },
-    # ≤ 90 minutes for 4 arms × 3 seeds + 3 base evaluations on 2 CPU cores (~6–7 minutes a run)
+    # 4 arms × 3 seeds + 3 base evaluations on 2 CPU cores. The goal is ≤ 90 minutes; at C = 128 with HF generate
+    # a run is well over the 6–7 minutes that needs (not yet measured alone): try --set drpo.use_vllm=true
     "cpu": {
         "model": "embedded:smollm2-135m-instruct",
         "dtype": "float32",
-        "drpo": {"num_generations": 8, "max_completion_length": 64, "updates_per_rollout": 4},
+        "drpo": {"num_generations": 8, "max_completion_length": 128, "updates_per_rollout": 4},
         # 2 prompts × 8 answers per step, 4 updates per rollout of 8 prompts: 12 steps = 3 rollouts, 24 problems
         "training": {"per_device_train_batch_size": 16, "max_steps": 12, "learning_rate": 2.0e-5},
-        "eval": {"limit": 32, "samples": 4, "max_new_tokens": 64},
+        "eval": {"limit": 32, "samples": 4, "max_new_tokens": 128},
     },
     # one GPU: a 0.5B instruct model, more steps and a longer budget, vLLM rollouts (not run here)
     "gpu": {
