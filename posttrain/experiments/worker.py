@@ -18,16 +18,14 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from posttrain.experiments.runner import write_json_atomic
     from posttrain.experiments.studies import study_module
 
     argv = sys.argv[1:] if argv is None else argv
     spec_path = Path(argv[0])
     spec = json.loads(spec_path.read_text())
     result = study_module(spec["study"]).run_one(spec)
-    out = spec_path.parent / "worker_result.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str))
-    os.replace(tmp, out)
+    write_json_atomic(spec_path.parent / "worker_result.json", result)
     return 0
 
 
