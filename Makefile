@@ -35,8 +35,9 @@ demo: $(STAMP)
 	$(PY) -m posttrain train recipes/cpl/quickstart.yaml
 
 # Fast unit tests, integration tests and a representative distributed subset (CI runs this).
+# --durations: the slowest tests are listed at the end of every run (CI's log included), to keep the suite short.
 test: $(STAMP)
-	POSTTRAIN_REQUIRE_VLLM=$(if $(VLLM_EXTRA),1,0) $(PY) -m pytest -q $(PYTEST_ARGS)
+	POSTTRAIN_REQUIRE_VLLM=$(if $(VLLM_EXTRA),1,0) $(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 # The unit layer only (nothing trains; tests/conftest.py marks the layers): ~800 tests, about 6 minutes on 2 busy cores.
 test-fast: $(STAMP)

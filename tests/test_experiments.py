@@ -21,6 +21,7 @@ from posttrain.experiments.runner import (
     format_cell,
     interval,
     markdown_table,
+    paired_differences,
     run_study,
     summarize,
     t_quantile_975,
@@ -213,6 +214,69 @@ def test_summary_of_a_single_seed_says_no_interval():
     st = fake_study(arms=("a",))
     summary = summarize(st, [{"arm": "a", "seed": 1, "metrics": {"acc": 0.25, "len": 3.0}}], [1])
     assert "| a | 1 | 25.0 (n=1, no interval) | 3.00 (n=1, no interval) |" in markdown_table(st, summary)
+
+
+def test_paired_differences_by_seed_on_hand_made_numbers(tmp_path):
+    # a − b per seed: 0.1 − 0.5, 0.4 − 0.6, 0.4 − 0.5 → −0.4, −0.2, −0.1: mean −0.2333, s = 0.15275
+    values = {
+        ("a", 1): (0.1, 10.0),
+        ("a", 2): (0.4, 20.0),
+        ("a", 3): (0.4, 30.0),
+        ("b", 1): (0.5, 10.0),
+        ("b", 2): (0.6, 10.0),
+        ("b", 3): (0.5, 10.0),
+    }
+    st = fake_study(compare_to=["b"], compare_metrics=["acc"])
+    summary = run_study(st, tmp_path, [1, 2, 3], execute=FakeRunner(values=values), log=quiet)
+    d = summary["paired"]["b"]["a"]["acc"]
+    assert d["n"] == 3 and d["mean"] == pytest.approx(-0.7 / 3)
+    assert d["half_width"] == pytest.approx(4.302653 * 0.152753 / math.sqrt(3), rel=1e-4)
+    md = (tmp_path / "summary.md").read_text()
+    assert "Paired differences, arm − b" in md
+    # −23.3 ± 37.9: the interval includes 0, so the cell is not bold
+    assert "| a | -23.3 ± 37.9 |" in md
+    assert "Run time: 6 runs, " in md  # the runner times every run
+
+
+def test_paired_differences_against_a_deterministic_arm_and_bold_when_0_is_excluded():
+    st = fake_study(
+        arms=("base", "a"), compare_to=["base"], compare_metrics=["acc"], deterministic_arms=["base"]
+    )
+    runs = [{"arm": "base", "seed": 1, "metrics": {"acc": 0.2}, "wall_s": 60.0}]
+    runs += [
+        {"arm": "a", "seed": k, "metrics": {"acc": 0.2 + v}, "wall_s": 120.0}
+        for k, v in ((1, 0.1), (2, 0.12), (3, 0.14))
+    ]
+    summary = summarize(st, runs, [1, 2, 3])
+    d = summary["paired"]["base"]["a"]["acc"]
+    assert d["n"] == 3 and d["mean"] == pytest.approx(0.12) and d["low"] > 0
+    assert summary["run_time"] == {"runs": 4, "total_s": 420.0, "longest_s": 120.0}
+    from posttrain.experiments.runner import paired_tables
+
+    assert "| a | **+12.0 ± 5.0** |" in "\n".join(paired_tables(st, summary))
+    # base against a (the deterministic arm on the left): its one run against each seed of a
+    st2 = fake_study(
+        arms=("base", "a"), compare_to=["a"], compare_metrics=["acc"], deterministic_arms=["base"]
+    )
+    assert paired_differences(st2, runs)["a"]["base"]["acc"]["mean"] == pytest.approx(-0.12)
+
+
+def test_cpl_heldout_sampling_bootstrap_on_hand_made_pairs():
+    # 4 pairs; base right on pairs 0, 1; cpl right on 0, 1, 2 in both seeds → +25 points
+    def scores(right):
+        return [
+            {"chosen_sum": -1.0 if ok else -3.0, "chosen_n": 1, "rejected_sum": -2.0, "rejected_n": 1}
+            for ok in right
+        ]
+
+    runs = [{"arm": "base", "seed": 1, "pair_scores": scores([1, 1, 0, 0])}]
+    runs += [{"arm": "cpl", "seed": k, "pair_scores": scores([1, 1, 1, 0])} for k in (1, 2)]
+    assert cpl_hh.pair_correct(runs[0]["pair_scores"]) == [1.0, 1.0, 0.0, 0.0]
+    mean, low, high = cpl_hh.bootstrap_difference([1, 1, 1, 0], [1, 1, 0, 0])
+    assert mean == pytest.approx(0.25) and 0 <= low <= 0.25 <= high <= 0.75
+    lines = cpl_hh.heldout_sampling_analysis(runs)
+    row = next(line for line in lines if line.startswith("| cpl |"))
+    assert row.startswith("| cpl | +25.0 [") and row.endswith("| — |")
 
 
 def _drpo_results():

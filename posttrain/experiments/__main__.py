@@ -116,6 +116,7 @@ def apply_setting(config: dict, item: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from posttrain import log
     from posttrain.errors import UserError
     from posttrain.experiments import project_root
     from posttrain.experiments.runner import run_study
@@ -135,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         summary = run_study(st, out, list(range(1, seeds + 1)), dry_run=ns.dry_run, command=command)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error(str(exc))
         return 2
     if ns.dry_run:
         return 0
-    print((out / "summary.md").read_text())
+    log.emit((out / "summary.md").read_text())
     return 1 if summary["failed"] else 0
 
 

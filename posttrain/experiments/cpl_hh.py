@@ -131,6 +131,9 @@ def study(scale: str = "cpu", *, arms: list[str] | None = None, hh: str | None =
         ],
         plot=plot,
         deterministic_arms=[a for a in DETERMINISTIC_ARMS if a in (arms or ARMS)],
+        compare_to=["base", "cpl"],
+        compare_metrics=["common_accuracy", "own_accuracy", "common_margin", "gen_length"],
+        analysis=heldout_sampling_analysis,
         notes=[
             f"Model {config['model']}; HH-RLHF harmless-base from {config['hh']} (pairs fitting "
             f"{config['max_length']} tokens, prompt ≤ {config['max_prompt_length']}), "
@@ -433,6 +436,57 @@ def generation_lengths(model, tokenizer, prompts: list[list[dict]], max_new_toke
     finally:
         tokenizer.padding_side = side
     return lengths
+
+
+def pair_correct(scores: list[dict[str, float]]) -> list[float]:
+    """Per held-out pair: 1 when the common score (length-normalized margin) prefers the chosen response."""
+    return [
+        float(r["chosen_sum"] / max(r["chosen_n"], 1) > r["rejected_sum"] / max(r["rejected_n"], 1))
+        for r in scores
+    ]
+
+
+def bootstrap_difference(
+    a: list[float], b: list[float], draws: int = 2000, seed: int = 0
+) -> tuple[float, ...]:
+    """Mean of a − b over items and its 95% percentile bootstrap interval, resampling items (paired)."""
+    diffs = [x - y for x, y in zip(a, b)]
+    n = len(diffs)
+    rng = random.Random(seed)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(draws))
+    return sum(diffs) / n, means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
+
+
+def heldout_sampling_analysis(results: list[dict]) -> list[str]:
+    """The other source of noise: which held-out pairs were drawn. Per arm, each pair's common-score
+    correctness averaged over the arm's seeds; the difference from base and from cpl with a paired bootstrap
+    over the held-out pairs (2,000 draws)."""
+    per_arm: dict[str, list[list[float]]] = {}
+    for r in results:
+        if r.get("pair_scores"):
+            per_arm.setdefault(r["arm"], []).append(pair_correct(r["pair_scores"]))
+    mean = {arm: [sum(col) / len(col) for col in zip(*rows)] for arm, rows in per_arm.items()}
+    refs = [ref for ref in ("base", "cpl") if ref in mean]
+    if not refs or len(mean) < 2:
+        return []
+    lines = [
+        "Held-out sampling: common-score accuracy difference (points), each pair's correctness averaged over "
+        "the arm's seeds, 95% paired bootstrap interval over the held-out pairs (2,000 draws):",
+        "",
+        "| arm | " + " | ".join(f"− {ref}" for ref in refs) + " |",
+        "|" + "---|" * (len(refs) + 1),
+    ]
+    for arm in mean:
+        cells = []
+        for ref in refs:
+            if arm == ref or len(mean[arm]) != len(mean[ref]):
+                cells.append("—")
+                continue
+            d, lo, hi = (100 * v for v in bootstrap_difference(mean[arm], mean[ref]))
+            cell = f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+            cells.append(f"**{cell}**" if lo > 0 or hi < 0 else cell)
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 # --------------------------------------------------------------------------------------------- a run

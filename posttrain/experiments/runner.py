@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.log import emit
 
 RESULT_FILE = "result.json"
 STUDY_FILE = "study.json"
@@ -95,6 +96,13 @@ class Study:
         default_factory=list
     )  # run once (the first seed): same result each time
     notes: list[str] = field(default_factory=list)
+    # paired differences (arm − reference, per seed) for these reference arms and metric keys: every arm of a
+    # seed trains on the same data in the same order and is evaluated with the same seed, so the per-seed
+    # difference removes what the seeds share and its interval is the one that says whether arms differ
+    compare_to: list[str] = field(default_factory=list)
+    compare_metrics: list[str] = field(default_factory=list)
+    # more of the summary's markdown from the finished runs (a study's own analysis), after the tables
+    analysis: Callable[[list[dict]], list[str]] | None = None
 
 
 @dataclass
@@ -194,7 +202,7 @@ def run_study(
 ) -> dict[str, Any]:
     """Run every arm × seed not finished yet, then write the summary (JSON + markdown) and the plot.
     Returns the summary; ``summary["failed"]`` lists runs that failed this time (they are redone next time)."""
-    log = log or (lambda line: print(f"[experiments] {line}", file=sys.stderr, flush=True))
+    log = log or (lambda line: emit(f"[experiments] {line}", err=True))
     out = Path(out)
     check_study_file(out, study, write=False)  # before anything is counted or run
     plan = run_dirs(out, study, seeds)
@@ -304,17 +312,83 @@ def summarize(study: Study, results: list[dict], seeds: Sequence[int]) -> dict[s
                 m.key: interval([r.get("metrics", {}).get(m.key) for r in rows]) for m in study.metrics
             },
         }
+    walls = [r["wall_s"] for r in results if r.get("wall_s") is not None]
     return {
         "study": study.name,
         "seeds_planned": list(seeds),
         "config": study.config,
         "arms": arms,
+        "paired": paired_differences(study, results),
+        "run_time": {"runs": len(walls), "total_s": sum(walls), "longest_s": max(walls, default=None)},
         "metrics": [
             {"key": m.key, "label": m.label, "scale": m.scale, "digits": m.digits} for m in study.metrics
         ],
         "runs": results,
         "notes": study.notes,
     }
+
+
+def paired_differences(study: Study, results: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{reference: {arm: {metric: interval}}}``: per seed, the arm's value minus the reference's value of
+    the same seed, then the t interval of those differences. A deterministic reference (one run) is
+    subtracted from every seed of the arm."""
+    by = {(r["arm"], r["seed"]): r.get("metrics", {}) for r in results}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for ref in study.compare_to:
+        ref_seeds = sorted(seed for arm, seed in by if arm == ref)
+        if not ref_seeds:
+            continue
+        out[ref] = {}
+        for arm in study.arms:
+            arm_seeds = sorted(seed for a, seed in by if a == arm)
+            if arm == ref or not arm_seeds:
+                continue
+            # a deterministic arm's one run stands for every seed of the other side
+            if arm in study.deterministic_arms:
+                pairs = [(arm_seeds[0], seed) for seed in ref_seeds]
+            elif ref in study.deterministic_arms:
+                pairs = [(seed, ref_seeds[0]) for seed in arm_seeds]
+            else:
+                pairs = [(seed, seed) for seed in arm_seeds if seed in ref_seeds]
+            table = {}
+            for key in study.compare_metrics:
+                diffs = []
+                for arm_seed, ref_seed in pairs:
+                    a, b = by[(arm, arm_seed)].get(key), by[(ref, ref_seed)].get(key)
+                    if a is not None and b is not None:
+                        diffs.append(a - b)
+                table[key] = interval(diffs)
+            out[ref][arm] = table
+    return out
+
+
+def paired_tables(study: Study, summary: dict[str, Any]) -> list[str]:
+    """Markdown: one table of paired differences per reference arm (empty when the study asks for none)."""
+    metrics = [m for m in study.metrics if m.key in study.compare_metrics]
+    lines: list[str] = []
+    for ref, rows in (summary.get("paired") or {}).items():
+        lines += [
+            f"Paired differences, arm − {ref} (same seed; mean ± 95% t half-width over seeds; an interval that "
+            "excludes 0 is a difference larger than the seed-to-seed noise):",
+            "",
+            "| arm | " + " | ".join(m.label for m in metrics) + " |",
+            "|" + "---|" * (len(metrics) + 1),
+        ]
+        for arm, table in rows.items():
+            cells = []
+            for m in metrics:
+                stats = table[m.key]
+                cell = format_cell(stats, m)
+                if stats["half_width"] is not None and stats["mean"] is not None:
+                    cell = ("+" if stats["mean"] >= 0 else "") + cell
+                    # bold: the interval excludes 0. Not when the seeds agree exactly (s = 0): with few seeds
+                    # and a discrete measure (accuracy on N pairs) that is a tie, not a zero-width interval
+                    if stats["half_width"] > 0 and (stats["low"] > 0 or stats["high"] < 0):
+                        cell = f"**{cell}**"
+                cells.append(cell)
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def format_cell(stats: dict[str, Any], m: Metric) -> str:
@@ -347,7 +421,16 @@ def write_summary(study: Study, summary: dict[str, Any], out: Path) -> None:
         "",
         markdown_table(study, summary),
         "",
+        *paired_tables(study, summary),
+        *(study.analysis(summary["runs"]) if study.analysis and summary.get("runs") else []),
     ]
+    run_time = summary.get("run_time") or {}
+    if run_time.get("runs"):
+        lines += [
+            f"Run time: {run_time['runs']} runs, {run_time['total_s'] / 60:.1f} min in all (the sum of each run's "
+            f"wall time, model loading and evaluation included; longest run {run_time['longest_s'] / 60:.1f} min).",
+            "",
+        ]
     if summary.get("failed"):
         lines += ["Failed this time (redone on the next run of the study):", ""]
         lines += [f"- {f['arm']} seed{f['seed']}: {f['error'].splitlines()[0]}" for f in summary["failed"]]
