@@ -120,3 +120,16 @@ def build_tiny_model(out_dir: Path, vocab_size: int, seed: int = 0, **shape):
     model = LlamaForCausalLM(config)
     model.save_pretrained(out_dir)
     return model
+
+
+# POSTTRAIN_FULL_MATRIX=1 (make test-dist) runs the cases `make test` leaves to a representative subset
+FULL_MATRIX = os.environ.get("POSTTRAIN_FULL_MATRIX") == "1"
+
+
+def full_matrix_only(value, reason: str):
+    """A pytest param that runs only under POSTTRAIN_FULL_MATRIX=1 (the reason says why it can wait)."""
+    import pytest
+
+    return pytest.param(
+        value, marks=pytest.mark.skipif(not FULL_MATRIX, reason=f"{reason}; POSTTRAIN_FULL_MATRIX=1 runs it")
+    )

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, full_matrix_only
 
 from posttrain.data.preference import DropReport
 from posttrain.data.prompts import load_prompt_split
@@ -141,13 +141,7 @@ def test_rl_with_the_principle_rm_as_reward(objective, tiny_model_dir, tiny_rm, 
 @pytest.mark.parametrize(
     "objective",
     [
-        pytest.param(
-            "grpo",
-            marks=pytest.mark.skipif(
-                os.environ.get("POSTTRAIN_FULL_MATRIX") != "1",
-                reason="full matrix only (POSTTRAIN_FULL_MATRIX=1): same reward path as drpo here",
-            ),
-        ),
+        full_matrix_only("grpo", "same reward path as drpo here"),
         "drpo",
     ],
 )

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ACCELERATE, ROOT
+from helpers import ACCELERATE, ROOT, full_matrix_only
 
 from posttrain import vllm_support
 from posttrain.errors import UserError
@@ -34,15 +34,12 @@ needs_vllm = pytest.mark.skipif(
 # left stale weights would differ by the training shift (~0.2 here), two orders of magnitude more.
 TOLERANCE = 0.02
 
+
 # Each engine start costs a minute or more of the suite. The sync does not depend on the objective; what does
 # is whether the loss applies TRL's importance-sampling ratio, which splits the objectives in two families:
 # drpo (as disco) and grpo_lp (as grpo) cover both. POSTTRAIN_FULL_MATRIX=1 runs all four.
-FULL_MATRIX = os.environ.get("POSTTRAIN_FULL_MATRIX") == "1"
-
-
 def _full(objective: str):
-    reason = "same code path as another objective here; the full matrix runs with POSTTRAIN_FULL_MATRIX=1"
-    return pytest.param(objective, marks=pytest.mark.skipif(not FULL_MATRIX, reason=reason))
+    return full_matrix_only(objective, "same code path as another objective here")
 
 
 def _env(**extra):

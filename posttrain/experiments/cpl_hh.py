@@ -378,14 +378,16 @@ def pair_scores(model, heldout: list[dict], batch_size: int) -> list[dict[str, f
     return rows
 
 
+def common_margins(scores: list[dict[str, float]]) -> list[float]:
+    """The common score per pair: mean log π(chosen) − mean log π(rejected)."""
+    return [
+        r["chosen_sum"] / max(r["chosen_n"], 1) - r["rejected_sum"] / max(r["rejected_n"], 1) for r in scores
+    ]
+
+
 def accuracies(arm: str, policy: list[dict], reference: list[dict] | None) -> dict[str, float]:
     """Held-out accuracy under the common score and under the arm's own implicit reward (strict >)."""
-
-    def mean(rows, side):
-        return [r[f"{side}_sum"] / max(r[f"{side}_n"], 1) for r in rows]
-
-    c_mean, r_mean = mean(policy, "chosen"), mean(policy, "rejected")
-    common = [c - r for c, r in zip(c_mean, r_mean)]
+    common = common_margins(policy)
     if arm in ("cpl", "cpo"):
         own = [p["chosen_sum"] - p["rejected_sum"] for p in policy]
     elif arm == "dpo":
@@ -440,10 +442,7 @@ def generation_lengths(model, tokenizer, prompts: list[list[dict]], max_new_toke
 
 def pair_correct(scores: list[dict[str, float]]) -> list[float]:
     """Per held-out pair: 1 when the common score (length-normalized margin) prefers the chosen response."""
-    return [
-        float(r["chosen_sum"] / max(r["chosen_n"], 1) > r["rejected_sum"] / max(r["rejected_n"], 1))
-        for r in scores
-    ]
+    return [float(m > 0) for m in common_margins(scores)]
 
 
 def bootstrap_difference(
